@@ -1,0 +1,1 @@
+"""One module per subcommand group; each parses options and calls the library (no torch at import)."""

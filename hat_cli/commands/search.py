@@ -1,0 +1,12 @@
+"""`hat search`."""
+
+from __future__ import annotations
+
+from hat_cli.console import handle_errors
+from hat_cli.errors import NotImplementedYet
+
+
+@handle_errors
+def search() -> None:
+    """(not implemented yet)"""
+    raise NotImplementedYet("`hat search` is not implemented yet.")

@@ -1,0 +1,12 @@
+"""`hat test`."""
+
+from __future__ import annotations
+
+from hat_cli.console import handle_errors
+from hat_cli.errors import NotImplementedYet
+
+
+@handle_errors
+def test() -> None:
+    """(not implemented yet)"""
+    raise NotImplementedYet("`hat test` is not implemented yet.")
