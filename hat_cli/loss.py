@@ -1,0 +1,37 @@
+"""Label-smoothed cross entropy as HAT's fairseq criterion computes it (HAT-SPEC §3.1).
+
+Per non-pad target token: ``(1 - eps) * NLL + (eps / V) * sum_vocab(-log p)``, summed over tokens.
+The caller divides by the number of target tokens of the whole update (all micro-batches, all GPUs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LN2 = math.log(2.0)
+
+
+def label_smoothed_nll_loss(logits: torch.Tensor, target: torch.Tensor, epsilon: float,
+                            padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(loss, nll_loss)``, both summed over the non-pad tokens of ``target``.
+
+    ``logits`` is ``[..., V]`` in any float dtype; the log-softmax runs in float32 like fairseq's
+    (``fairseq_decoder.get_normalized_probs``), whatever autocast produced.
+    """
+    lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+    target = target.reshape(-1, 1)
+    keep = target.ne(padding_idx)
+    # Pad positions are gathered at a valid index and masked out, so no data-dependent shapes (no host sync).
+    nll = -lprobs.gather(dim=-1, index=target.clamp(min=0)).masked_fill(~keep, 0.0)
+    smooth = -lprobs.sum(dim=-1, keepdim=True).masked_fill(~keep, 0.0)
+    nll_sum, smooth_sum = nll.sum(), smooth.sum()
+    loss = (1.0 - epsilon) * nll_sum + (epsilon / lprobs.size(-1)) * smooth_sum
+    return loss, nll_sum
+
+
+def to_base2_per_token(total: float, ntokens: int) -> float:
+    """fairseq logs losses per token in bits (divided by ln 2)."""
+    return total / max(ntokens, 1) / LN2
