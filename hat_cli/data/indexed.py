@@ -1,0 +1,185 @@
+"""fairseq's binarized datasets: ``.bin`` (token ids back to back) + ``.idx`` (sizes and offsets).
+
+The mmap format (``--dataset-impl mmap``, HAT-SPEC §7.5) is what we write:
+``.idx`` = magic ``MMIDIDX\\x00\\x00``, u64 version 1, u8 dtype code, u64 count, int32 sizes[count],
+int64 byte offsets[count]. The older "cached"/"lazy" format (magic ``TNTIDX\\x00\\x00``) is read too,
+so any fairseq data directory loads.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from hat_cli.atomic import temporary_sibling
+from hat_cli.errors import HatError
+
+MMAP_MAGIC = b"MMIDIDX\x00\x00"
+LEGACY_MAGIC = b"TNTIDX\x00\x00"
+DTYPE_CODES: dict[int, type] = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.double,
+    8: np.uint16,
+    9: np.uint32,
+    10: np.uint64,
+}
+_CODE_OF = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 3, np.dtype(np.int32): 4,
+            np.dtype(np.int64): 5, np.dtype(np.float64): 6, np.dtype(np.uint16): 8, np.dtype(np.uint32): 9,
+            np.dtype(np.uint64): 10}
+
+
+def best_dtype(vocab_size: int) -> np.dtype:
+    """fairseq's choice: uint16 when the vocabulary fits comfortably, else int32."""
+    return np.dtype(np.uint16) if vocab_size < 65500 else np.dtype(np.int32)
+
+
+def index_path(prefix: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(prefix)}.idx")
+
+
+def data_path(prefix: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(prefix)}.bin")
+
+
+def dataset_exists(prefix: str | os.PathLike) -> bool:
+    return index_path(prefix).is_file() and data_path(prefix).is_file()
+
+
+class IndexedDatasetWriter:
+    """Streams sentences into ``prefix.bin``/``prefix.idx``; both appear (atomically) on ``close``."""
+
+    def __init__(self, prefix: str | os.PathLike, vocab_size: int) -> None:
+        self.prefix = Path(prefix)
+        self.dtype = best_dtype(vocab_size)
+        self._tmp_bin = temporary_sibling(data_path(prefix))
+        self._bin = open(self._tmp_bin, "wb")
+        self._sizes: list[int] = []
+
+    def add(self, ids: Iterable[int] | np.ndarray) -> None:
+        array = np.asarray(ids, dtype=self.dtype)
+        self._bin.write(array.tobytes(order="C"))
+        self._sizes.append(int(array.size))
+
+    def close(self) -> None:
+        self._bin.flush()
+        os.fsync(self._bin.fileno())
+        self._bin.close()
+        sizes = np.asarray(self._sizes, dtype=np.int32)
+        pointers = np.zeros(len(sizes), dtype=np.int64)
+        if len(sizes) > 1:
+            np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])
+        header = MMAP_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", _CODE_OF[self.dtype]) + struct.pack("<Q", len(sizes))
+        tmp_idx = temporary_sibling(index_path(self.prefix))
+        try:
+            with open(tmp_idx, "wb") as handle:
+                handle.write(header)
+                handle.write(sizes.tobytes(order="C"))
+                handle.write(pointers.tobytes(order="C"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            # .bin first: a reader checks for .idx, which only appears once .bin is complete.
+            os.replace(self._tmp_bin, data_path(self.prefix))
+            os.replace(tmp_idx, index_path(self.prefix))
+        except BaseException:
+            for tmp in (tmp_idx, self._tmp_bin):
+                if tmp.exists():
+                    tmp.unlink()
+            raise
+
+    def abort(self) -> None:
+        if not self._bin.closed:
+            self._bin.close()
+        if self._tmp_bin.exists():
+            self._tmp_bin.unlink()
+
+    def __enter__(self) -> "IndexedDatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_indexed(prefix: str | os.PathLike, sentences: Iterable[Iterable[int]], vocab_size: int) -> None:
+    with IndexedDatasetWriter(prefix, vocab_size) as writer:
+        for ids in sentences:
+            writer.add(ids)
+
+
+def read_index(path: str | os.PathLike) -> tuple[np.dtype, np.ndarray, np.ndarray]:
+    """(dtype, sizes, element offsets) of an ``.idx`` file in either fairseq format."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise HatError(f"Index file {path} does not exist.") from None
+    if raw[:9] == MMAP_MAGIC:
+        if len(raw) < 26:
+            raise HatError(f"Index file {path} is truncated.")
+        (version,) = struct.unpack_from("<Q", raw, 9)
+        code = raw[17]
+        (count,) = struct.unpack_from("<Q", raw, 18)
+        if version != 1 or code not in DTYPE_CODES:
+            raise HatError(f"Index file {path} has an unsupported version ({version}) or dtype code ({code}).")
+        dtype = np.dtype(DTYPE_CODES[code])
+        if len(raw) < 26 + count * 12:
+            raise HatError(f"Index file {path} is truncated.")
+        sizes = np.frombuffer(raw, dtype=np.int32, count=count, offset=26).astype(np.int64)
+        pointers = np.frombuffer(raw, dtype=np.int64, count=count, offset=26 + 4 * count)
+        return dtype, sizes, pointers // dtype.itemsize
+    if raw[:8] == LEGACY_MAGIC:
+        version, code, _element_size, count, nsizes = struct.unpack_from("<QQQQQ", raw, 8)
+        dtype = np.dtype(DTYPE_CODES[code])
+        offset = 48
+        dim_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
+        offset += 8 * (count + 1)
+        data_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
+        offset += 8 * (count + 1)
+        all_sizes = np.frombuffer(raw, dtype=np.int64, count=nsizes, offset=offset)
+        # One-dimensional token tensors: one size per sentence.
+        sizes = all_sizes[dim_offsets[:-1]]
+        return dtype, sizes.astype(np.int64), data_offsets[:-1].copy()
+    raise HatError(f"{path} is not a fairseq index file (unknown magic bytes).")
+
+
+class IndexedDataset:
+    """Read-only view of ``prefix.bin`` through numpy's memmap; ``ds[i]`` is an int64 array."""
+
+    def __init__(self, prefix: str | os.PathLike) -> None:
+        self.prefix = Path(prefix)
+        if not data_path(prefix).is_file():
+            raise HatError(f"Binarized data {data_path(prefix)} does not exist.")
+        self.dtype, self.sizes, self._offsets = read_index(index_path(prefix))
+        nbytes = data_path(prefix).stat().st_size
+        needed = int((self._offsets[-1] + self.sizes[-1]) * self.dtype.itemsize) if len(self.sizes) else 0
+        if nbytes < needed:
+            raise HatError(f"Binarized data {data_path(prefix)} is shorter than its index says ({nbytes} < {needed} bytes).")
+        self._data = np.memmap(data_path(prefix), dtype=self.dtype, mode="r") if nbytes else np.zeros(0, self.dtype)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"sentence {i} out of range (dataset has {len(self)})")
+        start = int(self._offsets[i])
+        return np.asarray(self._data[start : start + int(self.sizes[i])], dtype=np.int64)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.sizes.sum())
