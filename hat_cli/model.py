@@ -187,7 +187,7 @@ class Attention(nn.Module):
             k = _split_heads(k, heads)
             v = _split_heads(v, heads)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal and mask is None and tq > 1, scale=head_dim**-0.5
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=bool(causal and mask is None and int(tq) > 1), scale=head_dim**-0.5
         )
         out = out.transpose(1, 2).reshape(batch, tq, self.qkv_dim)
         return self.out_proj(out, out_width, self.qkv_dim)
