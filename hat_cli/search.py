@@ -248,11 +248,16 @@ def evolutionary_search(
     settings: EvolutionSettings = EvolutionSettings(),
     on_iteration: Callable[[IterationRecord], None] | None = None,
     on_scored: Callable[[int], None] | None = None,
+    min_latency: float | None = None,
 ) -> SearchResult:
-    """Run HAT's evolutionary search; ``score`` is only ever called with architectures not scored before."""
+    """Run HAT's evolutionary search; ``score`` is only ever called with architectures not scored before.
+
+    ``min_latency`` (from :func:`minimum_latency`) may be passed when the caller already checked it.
+    """
     settings.check()
     genome = Genome(space)
-    min_latency, _ = minimum_latency(space, predict, seed=settings.seed)
+    if min_latency is None:
+        min_latency, _ = minimum_latency(space, predict, seed=settings.seed)
     if budget_ms < min_latency:
         raise HatError(
             f"No architecture in search space '{space.name}' meets the {_fmt_ms(budget_ms)} budget: "
@@ -356,3 +361,308 @@ def _breed(sampler: _FeasibleSampler, wanted: int, parents: list[Gene], rng: ran
 
 def _fmt_ms(ms: float) -> str:
     return f"{ms / 1000:.3g} s" if ms >= 10000 else f"{ms:.1f} ms"
+
+
+# ======================================================================================= outputs
+def budget_label(budget_ms: float) -> str:
+    """``200ms``-style label for file and folder names."""
+    return f"{budget_ms:g}ms"
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, loss) points no other point beats on both, by increasing latency."""
+    front: list[tuple[float, float]] = []
+    for latency, loss in sorted(points):
+        if not front or loss < front[-1][1]:
+            front.append((latency, loss))
+    return front
+
+
+def write_history_csv(path, result: SearchResult) -> None:
+    from hat_cli.atomic import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("iteration,best_loss,best_latency_ms,parents_mean_loss,new_evaluations,evaluations\n")
+        for h in result.history:
+            handle.write(f"{h.iteration},{h.best_loss!r},{h.best_latency_ms!r},{h.parents_mean_loss!r},{h.new_evaluations},{h.evaluations}\n")
+
+
+def write_explored_csv(path, result: SearchResult) -> None:
+    """Every scored architecture in scoring order: loss, predicted latency, and the architecture (JSON)."""
+    import csv
+    import json
+
+    from hat_cli.atomic import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["order", "valid_loss", "predicted_latency_ms", "arch"])
+        for i, (config, (loss, latency)) in enumerate(result.explored.items()):
+            writer.writerow([i, repr(loss), repr(latency), json.dumps(config.to_dict(), separators=(",", ":"))])
+
+
+def read_explored_csv(path) -> list[tuple[SubTransformerConfig, float, float]]:
+    import csv
+    import json
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [
+            (SubTransformerConfig.from_dict(json.loads(row["arch"])), float(row["valid_loss"]), float(row["predicted_latency_ms"]))
+            for row in csv.DictReader(handle)
+        ]
+
+
+def plot_front(path, result: SearchResult, title: str) -> bool:
+    """PNG of every scored architecture, the latency/loss front and the budget; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from hat_cli.atomic import temporary_sibling
+
+    points = [(lat, loss) for loss, lat in result.explored.values() if math.isfinite(loss)]
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=6, alpha=0.35, label=f"scored ({len(points)})")
+    ax.plot([p[0] for p in front], [p[1] for p in front], "-o", ms=3, color="C1", label="front")
+    ax.axvline(result.budget_ms, ls="--", color="C3", label=f"budget {budget_label(result.budget_ms)}")
+    ax.scatter([result.best_latency_ms], [result.best_loss], marker="*", s=160, color="C2", zorder=5, label="winner")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("validation loss (bits/token, label-smoothed)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = temporary_sibling(path)
+    try:
+        fig.savefig(tmp, format="png")
+        import os
+
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return True
+
+
+# ======================================================================================= a search from files
+@dataclass
+class SearchRequest:
+    """Everything `hat search` resolves from its options."""
+
+    task: str
+    hw: str
+    budget_ms: float
+    supernet: str | None = None  # model directory or published name; None = the task's published one
+    data_dir: str | None = None  # `hat data` output; None = data/<task>
+    predictor: str | None = None  # predictor file; None = the hardware backend's default
+    settings: EvolutionSettings = field(default_factory=EvolutionSettings)
+    valid_subset: int | None = None
+    max_tokens: int | None = None
+    precision: str | None = None  # bf16 | fp32; None = bf16 on GPU, fp32 on CPU
+    device: str | None = None
+    out: str | None = None  # None = runs/search/<task>-<hw>-<budget>
+    verify: bool = False
+
+    def out_dir(self):
+        from pathlib import Path
+
+        return Path(self.out) if self.out else Path("runs") / "search" / f"{self.task}-{self.hw}-{budget_label(self.budget_ms)}"
+
+
+def resolve_predictor(hw: str, task: str, path: str | None):
+    """The latency predictor: ``--predictor`` or the hardware backend's default for this task."""
+    from pathlib import Path
+
+    try:
+        from hat_cli import predictor as predictor_module
+    except ImportError:
+        raise HatError("Latency predictors are not available in this installation of hat (hat_cli.predictor is missing).") from None
+    if path:
+        if not Path(path).exists():
+            raise HatError(f"Latency predictor {path} does not exist; make one with `hat fit-predictor --hw {hw} --task {task}`.")
+        return predictor_module.load_predictor(path)
+    found = None
+    try:
+        from hat_cli import hardware
+
+        backend = hardware.get_backend(hw)
+        default = getattr(backend, "default_predictor", None)
+        found = default(task) if callable(default) else None
+    except ImportError:
+        pass
+    if found is None:
+        raise HatError(
+            f"No latency predictor for hardware '{hw}' and task '{task}'; make one with "
+            f"`hat collect-latency --hw {hw} --task {task}` then `hat fit-predictor --hw {hw} --task {task}`, "
+            f"or pass --predictor FILE."
+        )
+    return found if hasattr(found, "predict") else predictor_module.load_predictor(found)
+
+
+def resolve_supernet(task: str, supernet: str | None):
+    """(model directory, label) of the SuperTransformer: a path, a published name, or the task's published one."""
+    from pathlib import Path
+
+    from hat_cli import zoo
+
+    if supernet and Path(supernet).exists():
+        return Path(supernet), str(supernet)
+    try:
+        entry = zoo.resolve(supernet) if supernet else zoo.supernet_for_task(task)
+    except HatError:
+        if supernet:
+            raise HatError(f"SuperTransformer '{supernet}' is neither a model directory nor a published model name.") from None
+        raise HatError(
+            f"No SuperTransformer for task '{task}': none was published; train one with "
+            f"`hat train-super --task {task}` and pass its directory with --supernet."
+        ) from None
+    if getattr(entry, "kind", "supertransformer") != "supertransformer":
+        raise HatError(f"'{entry.name}' is a SubTransformer; search needs a SuperTransformer (--supernet).")
+    return zoo.pull(entry.name), entry.name
+
+
+def predict_fn(predictor) -> PredictFn:
+    def predict(configs):
+        return [float(v) for v in predictor.predict(list(configs))]
+
+    return predict
+
+
+def run_search(request: SearchRequest, progress=None, log: Callable[[str], None] = lambda message: None) -> dict:
+    """Resolve the inputs, search, write the outputs; returns the JSON summary (CLI.md fields first)."""
+    import json
+    import time
+    from pathlib import Path
+
+    from hat_cli import fitness as fitness_module
+    from hat_cli.atomic import atomic_write_text
+    from hat_cli.tasks import get_task
+
+    started = time.perf_counter()
+    task = get_task(request.task)
+    space = SearchSpace.builtin(task.space)
+    request.settings.check()
+
+    # Cheap inputs first, so an impossible budget fails before the model is loaded.
+    predictor = resolve_predictor(request.hw, task.name, request.predictor)
+    predict = predict_fn(predictor)
+    min_latency, min_config = minimum_latency(space, predict, seed=request.settings.seed)
+    if request.budget_ms < min_latency:
+        raise HatError(
+            f"No architecture of task '{task.name}' meets {_fmt_ms(request.budget_ms)} on '{request.hw}': "
+            f"the smallest reachable predicted latency is {_fmt_ms(min_latency)}."
+        )
+    data_dir = Path(request.data_dir) if request.data_dir else Path("data") / task.name
+    if not data_dir.is_dir():
+        raise HatError(f"No prepared data for task '{task.name}' at {data_dir}; make it with `hat data --task {task.name}` or pass --data-dir.")
+    from hat_cli.data.batching import load_split
+    from hat_cli.modelio import load_model
+
+    data = load_split(data_dir, "valid", task.src, task.tgt)
+    supernet_dir, supernet_label = resolve_supernet(task.name, request.supernet)
+    model, meta = load_model(supernet_dir)
+    if meta.get("kind") != "supertransformer":
+        raise HatError(f"{supernet_label} is a SubTransformer; search needs a SuperTransformer (--supernet).")
+    if model.super_shape != space.shape:
+        raise HatError(f"SuperTransformer {supernet_label} does not have the shape of search space '{space.name}' that task '{task.name}' uses.")
+    fitness_module.check_dictionaries(meta, data, supernet_label)
+    if model.tgt_vocab_size != len(data.tgt_dict) or model.src_vocab_size != len(data.src_dict):
+        raise HatError(f"The vocabularies of {supernet_label} and of the data in {data_dir} differ in size; use the data it was trained on.")
+
+    device = fitness_module.resolve_device(request.device)
+    precision = request.precision or fitness_module.default_precision(device)
+    max_tokens = request.max_tokens or fitness_module.default_max_tokens(device)
+    valid = fitness_module.prepare_validation(data, max_tokens, device, request.valid_subset)
+    fitness = fitness_module.ValidationLoss(model, valid, precision)
+    setup_seconds = time.perf_counter() - started
+    log(
+        f"search in '{space.name}' under {_fmt_ms(request.budget_ms)} on {request.hw}: {valid.sentences} validation sentences "
+        f"({valid.target_tokens} target tokens), {precision} on {device}, smallest reachable {_fmt_ms(min_latency)}"
+    )
+
+    task_id = None
+    if progress is not None:
+        task_id = progress.add_task("evolution", total=request.settings.iterations, info="")
+
+    def on_iteration(record: IterationRecord) -> None:
+        if progress is not None:
+            progress.update(task_id, advance=1, info=f"best {record.best_loss:.4f} @ {record.best_latency_ms:.1f} ms, {record.evaluations} scored")
+
+    search_started = time.perf_counter()
+    result = evolutionary_search(space, fitness, predict, request.budget_ms, request.settings, on_iteration=on_iteration, min_latency=min_latency)
+    search_seconds = time.perf_counter() - search_started
+
+    out = request.out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    yaml_path = out / "subtransformer.yml"
+    result.best.save_yaml(yaml_path)
+    write_history_csv(out / "history.csv", result)
+    write_explored_csv(out / "explored.csv", result)
+    plotted = plot_front(out / "front.png", result, f"{task.name} on {request.hw}, budget {budget_label(request.budget_ms)}")
+    if not plotted:
+        log("matplotlib is not installed, so front.png was not drawn (pip install 'hat-cli[plot]').")
+
+    summary = {
+        "config": str(yaml_path),
+        "arch": result.best.to_hat_keys(),
+        "predicted_latency_ms": result.best_latency_ms,
+        "valid_loss": result.best_loss,
+        "evaluations": result.evaluations,
+        "seconds": search_seconds,
+        "task": task.name,
+        "hardware": request.hw,
+        "latency_budget_ms": request.budget_ms,
+        "min_reachable_latency_ms": min_latency,
+        "hat_evaluations": result.hat_evaluations,
+        "rejection_sampling": {"draws": result.draws, "rejected": result.rejected, "fallbacks": result.fallbacks},
+        "setup_seconds": setup_seconds,
+        "seed": request.settings.seed,
+        "settings": {
+            **request.settings.to_dict(),
+            "supernet": supernet_label,
+            "supernet_dir": str(supernet_dir),
+            "data_dir": str(data_dir),
+            "predictor": request.predictor or "hardware default",
+            "precision": precision,
+            "device": str(device),
+            "max_tokens": max_tokens,
+            "valid_subset": request.valid_subset,
+            "valid_sentences": valid.sentences,
+            "valid_target_tokens": valid.target_tokens,
+            "label_smoothing": fitness.epsilon,
+            "loss_unit": "bits per target token (label-smoothed, as HAT's valid_loss)",
+            "space": space.name,
+            "out": str(out),
+        },
+        "files": {"history": str(out / "history.csv"), "explored": str(out / "explored.csv"), "front": str(out / "front.png") if plotted else None},
+    }
+    if request.verify:
+        summary["verify"] = verify_latency(request.hw, task, result.best, result.best_latency_ms, request.budget_ms, model, log)
+    atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def verify_latency(hw: str, task, config: SubTransformerConfig, predicted_ms: float, budget_ms: float, model, log) -> dict:
+    """Measure the winner on this machine with the hardware backend's protocol; compare with the prediction."""
+    try:
+        from hat_cli import hardware
+    except ImportError:
+        raise HatError("--verify needs the hardware backends (hat_cli.hardware), which are missing from this installation.") from None
+    backend = hardware.get_backend(hw)
+    measured = hardware.measure_latency(backend, config, task=task)
+    total = float(measured["total"] if isinstance(measured, dict) else measured)
+    report = {
+        "measured_latency_ms": total,
+        "predicted_latency_ms": predicted_ms,
+        "error": (predicted_ms - total) / total if total else None,
+        "within_budget": total <= budget_ms,
+    }
+    if isinstance(measured, dict):
+        report["measured"] = measured
+    if total > budget_ms:
+        log(f"warning: the winner measures {total:.1f} ms on this machine, over the {budget_label(budget_ms)} budget (predicted {predicted_ms:.1f} ms).")
+    return report
