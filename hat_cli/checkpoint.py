@@ -230,17 +230,11 @@ def list_checkpoints(save_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(save_dir: str | Path) -> Path | None:
-    """The checkpoint ``last.json`` names, else the newest complete one."""
-    save_dir = Path(save_dir)
-    pointer = save_dir / LAST_POINTER
-    if pointer.is_file():
-        try:
-            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-            candidate = save_dir / name
-            if CHECKPOINT_RE.match(name) and (candidate / STATE_FILE).is_file():
-                return candidate
-        except (ValueError, KeyError, TypeError):
-            pass
+    """The newest complete checkpoint (``state.json`` is written last, so its presence means complete).
+
+    ``last.json`` may lag one checkpoint behind after a crash between the rename and its update;
+    the directory listing is the truth.
+    """
     found = list_checkpoints(save_dir)
     return found[-1] if found else None
 

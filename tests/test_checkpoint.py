@@ -85,7 +85,7 @@ def test_latest_pruning_and_incomplete_directories(tmp_path):
     # a directory without state.json (a write that was killed) is never picked
     (tmp_path / "checkpoint_0000050").mkdir()
     assert latest_checkpoint(tmp_path).name == "checkpoint_0000040"
-    # without the pointer, the newest complete one is used
+    # the pointer is informative only: the newest complete directory wins
     (tmp_path / "last.json").unlink()
     assert latest_checkpoint(tmp_path).name == "checkpoint_0000040"
     assert latest_checkpoint(tmp_path / "nothing") is None

@@ -1,0 +1,229 @@
+"""`hat train-super` / `hat train-sub` on CPU with real Multi30k sentences (a few hundred pairs).
+
+The resume test is the contract of issue 7: a run killed with SIGKILL after some checkpoints and then
+resumed ends with weights bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from hat_cli.cli import app
+
+MULTI30K_TOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k" / "tok"
+
+# A deliberately tiny space so a CPU update takes a few milliseconds.
+TINY_SPACE = """\
+share-all-embeddings: True
+encoder-embed-dim: 32
+decoder-embed-dim: 32
+encoder-ffn-embed-dim: 64
+decoder-ffn-embed-dim: 64
+encoder-layers: 2
+decoder-layers: 2
+encoder-attention-heads: 4
+decoder-attention-heads: 4
+qkv-dim: 32
+
+encoder-embed-choice: [32, 16]
+decoder-embed-choice: [32, 16]
+encoder-layer-num-choice: [2, 1]
+decoder-layer-num-choice: [2, 1]
+encoder-ffn-embed-dim-choice: [64, 32]
+decoder-ffn-embed-dim-choice: [64, 32]
+encoder-self-attention-heads-choice: [4, 2]
+decoder-self-attention-heads-choice: [4, 2]
+decoder-ende-attention-heads-choice: [4, 2]
+decoder-arbitrary-ende-attn-choice: [-1, 1]
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HAT_NO_PROGRESS": "1"}
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    """Binarized data named like the `demo` task (src -> tgt) from real Multi30k German-English captions."""
+    if not MULTI30K_TOK.is_dir():
+        pytest.skip(f"real data {MULTI30K_TOK} is not available on this machine")
+    from hat_cli.data.dictionary import Dictionary
+    from hat_cli.data.indexed import write_indexed
+
+    out = tmp_path_factory.mktemp("demo-data")
+    sizes = {"train": ("train", 160), "val": ("valid", 24)}
+    dictionary = None
+    for split, (name, n) in sizes.items():
+        de = gzip.decompress((MULTI30K_TOK / f"{split}.lc.norm.tok.de.gz").read_bytes()).decode().splitlines()[:n]
+        en = gzip.decompress((MULTI30K_TOK / f"{split}.lc.norm.tok.en.gz").read_bytes()).decode().splitlines()[:n]
+        if dictionary is None:
+            dictionary = Dictionary.build(de + en)
+            dictionary.save(out / "dict.src.txt")
+            dictionary.save(out / "dict.tgt.txt")
+        for lang, lines in (("src", de), ("tgt", en)):
+            write_indexed(out / f"{name}.src-tgt.{lang}", [dictionary.encode_line(line) for line in lines], len(dictionary))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "tiny.yml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def _super_args(data: Path, save: Path, space: Path, updates: int) -> list[str]:
+    return ["train-super", "--task", "demo", "--data-dir", str(data), "--save-dir", str(save), "--space", str(space),
+            "--max-updates", str(updates), "--max-tokens", "300", "--update-freq", "2", "--save-interval", "3",
+            "--validate-every", "6", "--keep-last", "10", "--json"]
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(checkpoint / "weights.safetensors"))
+
+
+@pytest.fixture
+def one_thread():
+    """CPU kernels are deterministic for a fixed thread count; the subprocess runs with one thread too."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run_in_process(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, args, env=_env())
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_resume_gives_bit_identical_weights(demo_data, tiny_space, tmp_path, one_thread):
+    updates = 18
+    # 1. uninterrupted reference run
+    ref_doc = _run_in_process(_super_args(demo_data, tmp_path / "ref", tiny_space, updates))
+    assert ref_doc["updates"] == updates and ref_doc["resumed_from"] is None
+
+    # 2. the same run in another process, killed with SIGKILL once a few checkpoints exist
+    save = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli", *_super_args(demo_data, save, tiny_space, updates)],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (save / "checkpoint_0000006" / "state.json").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = sorted(p.name for p in save.glob("checkpoint_*") if (p / "state.json").exists())
+    assert saved and saved[-1] < f"checkpoint_{updates:07d}", saved
+    assert not (save / "model").exists()
+
+    # 3. resume (the default when a checkpoint exists) and finish
+    doc = _run_in_process(_super_args(demo_data, save, tiny_space, updates))
+    assert doc["updates"] == updates
+    assert doc["resumed_from"] is not None and 6 <= doc["resumed_from"] < updates
+
+    final = f"checkpoint_{updates:07d}"
+    a, b = _weights(tmp_path / "ref" / final), _weights(save / final)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
+    # the optimizer state and the final model directory agree too
+    oa = load_file(str(tmp_path / "ref" / final / "optimizer.safetensors"))
+    ob = load_file(str(save / final / "optimizer.safetensors"))
+    for name in oa:
+        if name.startswith("state."):
+            assert torch.equal(oa[name], ob[name]), name
+    ma = load_file(str(tmp_path / "ref" / "model" / "model.safetensors"))
+    mb = load_file(str(save / "model" / "model.safetensors"))
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert doc["valid_loss"] == ref_doc["valid_loss"]
+
+
+def test_train_super_in_process_reports_and_saves_a_loadable_supertransformer(demo_data, tiny_space, tmp_path):
+    from hat_cli.modelio import load_model
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_data), "--save-dir",
+                                 str(tmp_path), "--space", str(tiny_space), "--max-updates", "6", "--max-tokens", "300",
+                                 "--save-interval", "3", "--keep-last", "1", "--json"], env=_env())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) >= {"checkpoint", "updates", "valid_loss", "tokens_per_second"}
+    assert doc["updates"] == 6 and doc["tokens_per_second"] > 0
+    assert set(doc["valid_loss"]) == {"largest", "smallest"}
+    assert all(0 < v < 20 for v in doc["valid_loss"].values())
+    assert [p.name for p in tmp_path.glob("checkpoint_*")] == ["checkpoint_0000006"]  # --keep-last 1
+    state = json.loads((tmp_path / "checkpoint_0000006" / "state.json").read_text())
+    assert state["config"]["max_updates"] == 6 and state["position"]["epoch"] >= 1
+    model, meta = load_model(doc["checkpoint"])
+    assert meta["kind"] == "supertransformer" and meta["task"] == "demo"
+    assert meta["training"]["updates"] == 6
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["compact", "inside-supernet"])
+def test_train_sub_from_yaml_on_demo(demo_data, tmp_path, inside):
+    from hat_cli.modelio import load_model
+    from hat_cli.space import SearchSpace
+
+    arch = SearchSpace.builtin("demo").smallest()
+    yml = tmp_path / "small.yml"
+    arch.save_yaml(yml)
+    args = ["train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(demo_data), "--save-dir",
+            str(tmp_path / "run"), "--max-updates", "4", "--max-tokens", "300", "--warmup-updates", "2",
+            "--save-interval", "2", "--average-last", "2", "--json"]
+    if inside:
+        args.append("--inside-supernet")
+    result = CliRunner().invoke(app, args, env=_env())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["updates"] == 4 and isinstance(doc["valid_loss"], float)
+    assert doc["averaged_checkpoints"] == ["checkpoint_0000002", "checkpoint_0000004"]
+    model, meta = load_model(doc["checkpoint"])
+    assert meta["kind"] == "subtransformer"
+    assert model.config == arch
+    assert meta["training"]["inside_supernet"] is inside
+    # the averaged final model really is the mean of the two checkpoints
+    w2 = _weights(tmp_path / "run" / "checkpoint_0000002")
+    w4 = _weights(tmp_path / "run" / "checkpoint_0000004")
+    final = load_file(str(Path(doc["checkpoint"]) / "model.safetensors"))
+    name = "decoder.layers.0.fc1.weight"
+    expected = (w2[name] + w4[name]) / 2
+    assert torch.allclose(final[name], expected[tuple(slice(0, n) for n in final[name].shape)], atol=1e-7)
+
+
+def test_bad_input_exits_2_with_one_sentence(tmp_path, demo_data):
+    class Runner(CliRunner):  # Rich wraps long lines: compare with whitespace collapsed
+        def invoke(self, *args, **kwargs):
+            result = super().invoke(*args, **kwargs)
+            result.text = " ".join(result.output.split())
+            return result
+
+    runner = Runner()
+    r = runner.invoke(app, ["train-super", "--task", "wmt99", "--save-dir", str(tmp_path)], env=_env())
+    assert r.exit_code == 2 and "Unknown task 'wmt99'" in r.text
+    r = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(tmp_path / "none"), "--save-dir", str(tmp_path)], env=_env())
+    assert r.exit_code == 2 and "hat data --task demo" in r.text
+    r = runner.invoke(app, ["train-sub", "--task", "demo", "--arch", str(tmp_path / "missing.yml"), "--data-dir", str(demo_data)], env=_env())
+    assert r.exit_code == 2 and "does not exist" in r.text
+    r = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_data), "--precision", "fp8"], env=_env())
+    assert r.exit_code == 2 and "precision" in r.text
+    big = tmp_path / "big.yml"
+    from hat_cli.space import SearchSpace
+
+    SearchSpace.builtin("space0").largest().save_yaml(big)
+    r = runner.invoke(app, ["train-sub", "--task", "demo", "--arch", str(big), "--data-dir", str(demo_data)], env=_env())
+    assert r.exit_code == 2 and "does not fit" in r.text
