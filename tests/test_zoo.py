@@ -1,0 +1,162 @@
+"""`model_zoo.toml`, name resolution, `hat zoo list/info` (no network)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hat_cli import zoo
+from hat_cli.cli import app
+from hat_cli.errors import HatError
+from hat_cli.space import SubTransformerConfig, load_architecture
+
+REPO = Path(__file__).resolve().parents[1]
+HAT_ZOO_JSON = REPO.parent / "shared" / "design" / "hat-zoo.json"
+TASK_NAMES = {"iwslt14deen": "iwslt14.de-en", "wmt14ende": "wmt14.en-de", "wmt14enfr": "wmt14.en-fr", "wmt19ende": "wmt19.en-de"}
+
+
+@pytest.fixture(autouse=True)
+def shipped_zoo(monkeypatch):
+    monkeypatch.delenv(zoo.ZOO_FILE_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def published():
+    if not HAT_ZOO_JSON.is_file():
+        pytest.skip(f"{HAT_ZOO_JSON} (the published facts) is not present")
+    return {m["name"]: m for m in json.loads(HAT_ZOO_JSON.read_text())}
+
+
+def test_shipped_table_lists_all_48_models_with_published_facts(published):
+    table = zoo.load_zoo()
+    assert set(table.models) == set(published)
+    assert sum(m.kind == "subtransformer" for m in table.models.values()) == 44
+    assert sum(m.kind == "supertransformer" for m in table.models.values()) == 4
+    for name, fact in published.items():
+        entry = table.models[name]
+        assert entry.task == TASK_NAMES[fact["task"]]
+        assert entry.original_url == fact["download_url"]
+        assert entry.share_all_embeddings == fact["share_all_embeddings"]
+        assert entry.super_shape.to_dict() == fact["supertransformer_shape"]
+        assert "@" not in entry.hub.repo and entry.hub.filename == "model.safetensors"
+        assert entry.hub.sha256 == ""  # honest: nothing is published on the Hub yet
+        if entry.kind == "subtransformer":
+            assert (entry.hardware, entry.latency_ms, entry.bleu, entry.sacrebleu) == (
+                fact["hardware"], fact["latency_ms"], fact["bleu"], fact["sacrebleu"])
+            assert (entry.params, entry.flops) == (fact["params_nonembed"], fact["flops_wo_last"])
+            assert entry.architecture() == SubTransformerConfig.from_nested(fact["config"])
+            assert dict(entry.arch_keys) == fact["yaml"]
+
+
+def test_super_params_follow_hat_accounting():
+    # HAT-SPEC §7.2: WMT 70,900,992 and IWSLT 55,160,064 parameters without embeddings
+    assert zoo.resolve("HAT_wmt14ende_super_space0").params == 70_900_992
+    assert zoo.resolve("HAT_iwslt14deen_super_space1").params == 55_160_064
+
+
+def test_eight_published_predictors(published):
+    predictors = zoo.load_zoo().predictors
+    assert len(predictors) == 8
+    p = zoo.published_predictor("xeon", "wmt14.en-de")
+    assert p.name == "wmt14ende_cpu_xeon" and p.lat_norm == 300
+    assert p.feature_norm == (640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2)
+    assert p.original_url.endswith("/latency_dataset/predictors/wmt14ende_cpu_xeon.pt")
+    assert zoo.published_predictor("raspberrypi", "wmt14enfr").lat_norm == 5000
+    for fact in published.values():
+        if "latency_predictor" in fact:
+            assert zoo.resolve(fact["name"]).predictor == Path(fact["latency_predictor"]["ckpt"]).stem
+    with pytest.raises(HatError, match="no latency predictor for raspberrypi on iwslt14.de-en"):
+        zoo.published_predictor("raspberrypi", "iwslt14.de-en")
+
+
+def test_prefix_resolution():
+    assert zoo.resolve("HAT_wmt14ende_xeon@204.2ms").name == "HAT_wmt14ende_xeon@204.2ms_bleu@27.6"
+    assert zoo.resolve("wmt14ende_xeon@204.2ms").name == "HAT_wmt14ende_xeon@204.2ms_bleu@27.6"
+    exact = "HAT_wmt14ende_titanxp@57.1ms_bleu@25.8"
+    assert zoo.resolve(exact).name == exact
+    with pytest.raises(HatError) as info:
+        zoo.resolve("HAT_wmt14ende_xeon")
+    message = str(info.value)
+    assert "matches 6 published models" in message and "HAT_wmt14ende_xeon@450.9ms_bleu@28.5" in message
+    with pytest.raises(HatError, match="not a published model name"):
+        zoo.resolve("HAT_wmt14ende_tpu")
+
+
+def test_architecture_and_task_helpers():
+    arch = zoo.architecture_of("HAT_wmt14ende_xeon@204.2ms")
+    assert arch.decoder_layer_num == 2 and arch.encoder_self_attention_heads == (4, 8, 8, 4, 8, 8)
+    assert load_architecture("HAT_wmt14ende_xeon@204.2ms") == arch  # how `--arch NAME` resolves
+    with pytest.raises(HatError, match="SuperTransformer and has no single architecture"):
+        zoo.architecture_of("HAT_wmt19ende_super")
+    assert zoo.supernet_for_task("wmt14.en-de").name == "HAT_wmt14ende_super_space0"
+    assert zoo.supernet_for_task("iwslt14deen").name == "HAT_iwslt14deen_super_space1"
+    with pytest.raises(HatError, match="No SuperTransformer was published"):
+        zoo.supernet_for_task("multi30k.de-en")
+    assert len(zoo.models(task="wmt14.en-fr", hardware="raspberrypi")) == 6
+
+
+def test_list_json_shows_all_48_with_published_numbers(published):
+    result = CliRunner().invoke(app, ["zoo", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 48
+    by_name = {r["name"]: r for r in rows}
+    row = by_name["HAT_wmt14ende_raspberrypi@3.5s_bleu@25.8"]
+    assert row == {
+        "name": "HAT_wmt14ende_raspberrypi@3.5s_bleu@25.8", "kind": "subtransformer", "task": "wmt14.en-de",
+        "hardware": "raspberrypi", "latency_ms": 3500.0, "bleu": 25.8, "sacrebleu": 25.6, "params": 25_217_536,
+    }
+    for name, fact in published.items():
+        if fact["kind"] == "subtransformer":
+            assert (by_name[name]["bleu"], by_name[name]["sacrebleu"], by_name[name]["params"]) == (
+                fact["bleu"], fact["sacrebleu"], fact["params_nonembed"])
+
+
+def test_list_filters_and_table():
+    runner = CliRunner()
+    rows = json.loads(runner.invoke(app, ["zoo", "list", "--task", "wmt19.en-de", "--hw", "titanxp", "--json"]).stdout)
+    assert len(rows) == 6 and {r["hardware"] for r in rows} == {"titanxp"}
+    result = runner.invoke(app, ["zoo", "list", "--task", "nope"])
+    assert result.exit_code == 2 and "Unknown task 'nope'" in result.output
+    result = runner.invoke(app, ["zoo", "list", "--hw", "xeon"])
+    assert result.exit_code == 0 and "204.2ms" in result.output
+
+
+def test_info_json_and_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAT_HOME", str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(app, ["zoo", "info", "HAT_wmt14enfr_xeon@208", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["name"] == "HAT_wmt14enfr_xeon@208.8ms_bleu@40.0"
+    assert doc["arch"]["decoder-arbitrary-ende-attn-all-subtransformer"] == [-1, 2]
+    assert doc["hub"]["repo"] == "hat-cli/HAT_wmt14enfr_xeon-208.8ms_bleu-40.0" and doc["hub"]["published"] is False
+    assert doc["local"] is None
+    result = runner.invoke(app, ["zoo", "info", "HAT_wmt14enfr"])
+    assert result.exit_code == 2 and "give more of the name" in result.output
+
+
+def test_configs_symlink_and_generator_reproduce_the_table(published):
+    link = REPO / "configs" / "model_zoo.toml"
+    assert link.is_symlink() and link.resolve() == (REPO / "model_zoo.toml").resolve()
+    generated = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build_zoo_toml.py"), str(HAT_ZOO_JSON)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert generated == (REPO / "model_zoo.toml").read_text(encoding="utf-8")
+
+
+def test_broken_table_is_a_clean_error(tmp_path, monkeypatch):
+    bad = tmp_path / "zoo.toml"
+    bad.write_text('[models."x"]\nkind = "subtransformer"\n')
+    monkeypatch.setenv(zoo.ZOO_FILE_ENV, str(bad))
+    with pytest.raises(HatError, match="is incomplete"):
+        zoo.resolve("x")
+    bad.write_text("[models\n")
+    with pytest.raises(HatError, match="not valid TOML"):
+        zoo.load_zoo()
