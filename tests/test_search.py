@@ -205,3 +205,31 @@ def test_demo_space_search(space0):
     assert len(Genome(demo)) == 2 + 2 * 3 + 2 + 4 * 3
     result = evolutionary_search(demo, RecordingFitness(), predict, 60.0, SMALL)
     result.best.validate(demo)
+
+
+def test_outputs_round_trip(space0, tmp_path):
+    from hat_cli.search import pareto_front, plot_front, read_explored_csv, write_explored_csv, write_history_csv
+
+    result = evolutionary_search(space0, RecordingFitness(), predict, 300.0, SMALL)
+    yaml_path = tmp_path / "subtransformer.yml"
+    result.best.save_yaml(yaml_path)
+    assert SubTransformerConfig.from_yaml(yaml_path) == result.best
+    text = yaml_path.read_text()
+    assert text == result.best.to_yaml() and text.count("\n\n") == 4  # HAT's five groups
+
+    write_history_csv(tmp_path / "history.csv", result)
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("iteration,best_loss") and len(lines) == SMALL.iterations + 1
+    assert float(lines[-1].split(",")[1]) == result.best_loss
+
+    write_explored_csv(tmp_path / "explored.csv", result)
+    rows = read_explored_csv(tmp_path / "explored.csv")
+    assert [(c, loss, lat) for c, loss, lat in rows] == [(c, v[0], v[1]) for c, v in result.explored.items()]
+
+    front = pareto_front([(lat, loss) for loss, lat in result.explored.values()])
+    assert all(a[0] <= b[0] and a[1] > b[1] for a, b in zip(front, front[1:]))
+    assert front[-1][1] == result.best_loss  # the winner is the front's low-loss end within the budget
+
+    pytest.importorskip("matplotlib")
+    assert plot_front(tmp_path / "front.png", result, "test")
+    assert (tmp_path / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
