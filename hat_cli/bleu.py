@@ -13,6 +13,7 @@ Pure Python apart from sacrebleu/sacremoses; no torch.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -138,11 +139,16 @@ def tokenized_bleu(hypotheses: Iterable[str], references: Iterable[str], split_h
     return corpus_stats(hypotheses, references)
 
 
-def detokenize(lines: Iterable[str], lang: str = "en") -> list[str]:
-    """``sacremoses detokenize`` (its CLI: language en by default, XML unescape on)."""
+@functools.lru_cache(maxsize=4)
+def _detokenizer(lang: str):
     from sacremoses import MosesDetokenizer
 
-    detokenizer = MosesDetokenizer(lang=lang)
+    return MosesDetokenizer(lang=lang)  # slow to build (loads its character tables): build once
+
+
+def detokenize(lines: Iterable[str], lang: str = "en") -> list[str]:
+    """``sacremoses detokenize`` (its CLI: language en by default, XML unescape on)."""
+    detokenizer = _detokenizer(lang)
     return [detokenizer.detokenize(line.split(), return_str=True, unescape=True) for line in lines]
 
 

@@ -1,12 +1,65 @@
-"""`hat test`."""
+"""`hat test`: translate a split with beam search and score it as HAT did (HAT-SPEC §8).
+
+torch is imported inside the command function (``hat --help`` must stay fast).
+"""
 
 from __future__ import annotations
 
-from hat_cli.console import handle_errors
-from hat_cli.errors import NotImplementedYet
+from typing import Optional
+
+import typer
+
+from hat_cli.commands._options import DATA_DIR, DEVICE, JSON, TASK
+from hat_cli.console import console, emit_json, handle_errors, make_progress
 
 
 @handle_errors
-def test() -> None:
-    """(not implemented yet)"""
-    raise NotImplementedYet("`hat test` is not implemented yet.")
+def test(
+    model: str = typer.Argument(..., help="Model directory (model.safetensors + config.json) or a published name."),
+    task: str = TASK,
+    data_dir: Optional[str] = DATA_DIR,
+    subset: str = typer.Option("test", "--subset", help="Split to translate: test or valid."),
+    beam: Optional[int] = typer.Option(None, "--beam", help="Beam size (default: the task's published one, 4 WMT / 5 IWSLT)."),
+    lenpen: Optional[float] = typer.Option(None, "--lenpen", help="Length penalty: scores are divided by length**lenpen (default: 0.6 WMT / 1.0 IWSLT)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Sentences per batch (HAT used 128)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Batch by padded source/target tokens instead of --batch-size."),
+    max_len_a: float = typer.Option(0.0, "--max-len-a", help="Longest output is a*source_length + b tokens."),
+    max_len_b: int = typer.Option(200, "--max-len-b", help="Longest output is a*source_length + b tokens."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="SubTransformer to run inside a SuperTransformer directory (YAML file or zoo name)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Hypothesis file (default runs/test/<model>.<task>.<subset>.hyp.<lang>)."),
+    device: Optional[str] = DEVICE,
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (as HAT tested), bf16 or fp16 weights."),
+    json_output: bool = JSON,
+) -> None:
+    """Translate the test set (batched beam search) and report tokenized BLEU and SacreBLEU."""
+    from hat_cli.evaluate import evaluate
+
+    with make_progress(transient=True) as progress:
+        result = evaluate(
+            model,
+            task,
+            data_dir=data_dir,
+            subset=subset,
+            beam=beam,
+            lenpen=lenpen,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            arch=arch,
+            output=output,
+            device=device,
+            precision=precision,
+            progress=progress,
+        )
+    settings = result.settings
+    console.print(
+        f"{result.model} on {result.task} {result.subset}: {result.sentences} sentences in {result.seconds:.1f}s "
+        f"(beam {settings['beam']}, lenpen {settings['lenpen']}, {settings['device']}, {settings['precision']})",
+        highlight=False,
+    )
+    console.print(f"[bold]BLEU[/] {result.bleu:.2f}   {result.bleu_detail}", highlight=False)
+    console.print(f"[bold]SacreBLEU[/] {result.sacrebleu:.2f}   {result.sacrebleu_signature}", highlight=False)
+    console.print(f"hypotheses: {result.hypotheses}", highlight=False)
+    if json_output:
+        emit_json(result.to_json())

@@ -1,0 +1,254 @@
+"""`hat test`: translate a split of prepared data with a model directory and score it as HAT did.
+
+HAT-SPEC §8: ``generate.py --batch-size 128 --remove-bpe`` with beam 4 / lenpen 0.6 (WMT) or beam 5
+(IWSLT), then "normal" tokenized BLEU with the compound split and SacreBLEU on detokenized text. The
+references are the target side of the binarized split with BPE removed and ``<unk>`` escaped as
+``<<unk>>`` (the ``T-`` lines of generate.py), hypotheses the best beam with BPE removed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from hat_cli.atomic import atomic_write_text
+from hat_cli.bleu import sacre_bleu, tokenized_bleu
+from hat_cli.errors import HatError
+
+BPE_SYMBOL = "@@ "
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass
+class TestResult:
+    task: str
+    subset: str
+    model: str
+    bleu: float
+    bleu_detail: str
+    sacrebleu: float
+    sacrebleu_signature: str
+    sentences: int
+    seconds: float  # translation only (what generate.py reports), not loading or scoring
+    hypotheses: str  # file of tokenized hypotheses, BPE removed, in split order
+    references: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    tokens_generated: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------- inputs
+def resolve_model_dir(spec: str | Path, progress: Any = None) -> tuple[Path, str]:
+    """A model directory, or a published name pulled through the zoo; returns (directory, label)."""
+    path = Path(spec)
+    if path.is_dir():
+        return path, str(path)
+    if path.exists():
+        raise HatError(f"{path} is a file; MODEL must be a model directory (model.safetensors + config.json) or a zoo name.")
+    from hat_cli import zoo
+
+    try:
+        entry = zoo.resolve(str(spec))
+    except HatError:
+        raise HatError(f"'{spec}' is neither a model directory nor a published model name (`hat zoo list`).") from None
+    return zoo.pull(entry.name, progress=progress), entry.name
+
+
+def check_compatible(meta: dict, model, data, label: str) -> None:
+    """The data must be tokenised with the dictionaries the model was trained with."""
+    recorded = meta.get("dictionaries") or {}
+    for lang, dictionary in ((data.src_lang, data.src_dict), (data.tgt_lang, data.tgt_dict)):
+        expected = recorded.get(lang)
+        if expected and expected != dictionary.sha256():
+            raise HatError(
+                f"The {lang} dictionary of the data differs from the one model {label} was trained with "
+                f"(sha256 {dictionary.sha256()[:12]}… vs {expected[:12]}…); use the matching --data-dir."
+            )
+    for side, dictionary, size in (("source", data.src_dict, model.src_vocab_size), ("target", data.tgt_dict, model.tgt_vocab_size)):
+        if len(dictionary) != size:
+            raise HatError(f"The {side} dictionary has {len(dictionary)} symbols but model {label} expects {size}.")
+
+
+def sentence_batches(data, batch_size: Optional[int], max_tokens: Optional[int]) -> list[np.ndarray]:
+    """generate.py's batches: sentences ordered by source then target length, at most ``batch_size``
+    sentences (HAT used 128) or at most ``max_tokens`` padded tokens per batch."""
+    from hat_cli.data.batching import ordered_indices, token_batches
+
+    if max_tokens is not None:
+        return token_batches(data.src_sizes, data.tgt_sizes, max_tokens, required_batch_size_multiple=1)
+    if batch_size is None or batch_size <= 0:
+        raise HatError(f"--batch-size must be a positive number of sentences (got {batch_size}).")
+    order = ordered_indices(data.src_sizes, data.tgt_sizes, shuffle=False, seed=1)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def to_text(dictionary, ids, escape_unk: bool = False) -> str:
+    """fairseq 0.8's ``Dictionary.string`` + ``--remove-bpe``: every id but EOS, ``<unk>`` optionally
+    escaped as ``<<unk>>`` (done for references)."""
+    from hat_cli.data.dictionary import remove_bpe
+
+    eos, unk = dictionary.eos(), dictionary.unk()
+    words = ["<<unk>>" if (escape_unk and i == unk) else dictionary[i] for i in ids if i != eos]
+    return remove_bpe(" ".join(words), BPE_SYMBOL)
+
+
+# ------------------------------------------------------------------------------------- translate
+def translate(
+    model,
+    data,
+    batches: list[np.ndarray],
+    config=None,
+    settings=None,
+    device: Any = "cpu",
+    autocast_dtype: Any = None,
+    on_batch: Optional[Callable[[int], None]] = None,
+) -> tuple[list[list[int]], int]:
+    """Best hypothesis (token ids without EOS) of every sentence, indexed by sentence id."""
+    from hat_cli.data.batching import collate
+    from hat_cli.decoding import search
+
+    hypotheses: list[Optional[list[int]]] = [None] * len(data)
+    generated = 0
+    for indices in batches:
+        batch = collate(data, indices)
+        src = batch.src_tokens.to(device, non_blocking=True)
+        best = search(model, src, config, settings, autocast_dtype=autocast_dtype).best()
+        for sentence, tokens in zip(batch.ids.tolist(), best):
+            hypotheses[sentence] = tokens
+            generated += len(tokens) + 1
+        if on_batch is not None:
+            on_batch(len(indices))
+    missing = [i for i, h in enumerate(hypotheses) if h is None]
+    if missing:
+        raise HatError(f"{len(missing)} sentences were not translated (e.g. sentence {missing[0]}).")
+    return hypotheses, generated  # type: ignore[return-value]
+
+
+def default_output(label: str, task: str, subset: str, tgt: str) -> Path:
+    name = Path(label).name or "model"
+    return Path("runs") / "test" / f"{name}.{task}.{subset}.hyp.{tgt}"
+
+
+def evaluate(
+    model_spec: str,
+    task_name: str,
+    data_dir: Optional[str] = None,
+    subset: str = "test",
+    beam: Optional[int] = None,
+    lenpen: Optional[float] = None,
+    batch_size: Optional[int] = 128,
+    max_tokens: Optional[int] = None,
+    max_len_a: float = 0.0,
+    max_len_b: int = 200,
+    min_len: int = 1,
+    arch: Optional[str] = None,
+    output: Optional[str] = None,
+    device: Optional[str] = None,
+    precision: str = "fp32",
+    progress: Any = None,
+) -> TestResult:
+    """Translate ``subset`` of the task's prepared data with the model and score it (HAT-SPEC §8)."""
+    import torch
+
+    from hat_cli.data.batching import load_split
+    from hat_cli.decoding import SearchSettings
+    from hat_cli.modelio import load_model
+    from hat_cli.space import load_architecture
+    from hat_cli.tasks import get_task
+
+    task = get_task(task_name)
+    if subset not in ("test", "valid"):
+        raise HatError(f"--subset must be test or valid (got '{subset}').")
+    if precision not in PRECISIONS:
+        raise HatError(f"--precision must be one of {', '.join(PRECISIONS)} (got '{precision}').")
+    beam = task.beam if beam is None else beam
+    lenpen = task.lenpen if lenpen is None else lenpen
+    if beam < 1:
+        raise HatError(f"--beam must be at least 1 (got {beam}).")
+    if max_len_b < 1 and max_len_a <= 0:
+        raise HatError("--max-len-a/--max-len-b allow no output at all; max length is a*source_length + b.")
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise HatError("--device cuda was requested but no CUDA device is available.")
+
+    model_dir, label = resolve_model_dir(model_spec, progress)
+    model, meta = load_model(model_dir)
+    if meta.get("task") and meta["task"] != task.name:
+        raise HatError(f"Model {label} was trained for task {meta['task']}, not {task.name}.")
+    data = load_split(Path(data_dir) if data_dir else Path("data") / task.name, subset, task.src, task.tgt)
+    check_compatible(meta, model, data, label)
+    config = None
+    if arch is not None:
+        config = load_architecture(arch)
+        if not model.dims.can_run(config):
+            raise HatError(f"Architecture {arch} does not fit inside model {label}.")
+
+    # Half precision the way fairseq's --fp16 did it: the weights themselves, not autocast (which would
+    # re-cast every weight at every decoding step); log-softmax and scores stay fp32.
+    dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else torch.float32
+    model = model.to(device=torch_device, dtype=dtype).eval()
+    settings = SearchSettings(beam=beam, lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b, min_len=min_len)
+    batches = sentence_batches(data, None if max_tokens else batch_size, max_tokens)
+
+    on_batch = None
+    if progress is not None:
+        job = progress.add_task(f"translating {subset}", total=len(batches), info="")
+        done = [0]
+
+        def on_batch(n: int) -> None:
+            done[0] += n
+            progress.update(job, advance=1, info=f"{done[0]}/{len(data)} sentences")
+
+    if torch_device.type == "cuda":
+        torch.cuda.synchronize(torch_device)
+    start = time.perf_counter()
+    hyp_ids, generated = translate(model, data, batches, config, settings, torch_device, None, on_batch)
+    if torch_device.type == "cuda":
+        torch.cuda.synchronize(torch_device)
+    seconds = time.perf_counter() - start
+
+    hypotheses = [to_text(data.tgt_dict, ids) for ids in hyp_ids]
+    references = [to_text(data.tgt_dict, data.tgt[i].tolist(), escape_unk=True) for i in range(len(data))]
+    normal = tokenized_bleu(hypotheses, references)
+    sacre = sacre_bleu(hypotheses, references)
+
+    hyp_path = Path(output) if output else default_output(label, task.name, subset, task.tgt)
+    ref_path = hyp_path.with_name(hyp_path.name.replace(".hyp.", ".ref.") if ".hyp." in hyp_path.name else hyp_path.name + ".ref")
+    atomic_write_text(hyp_path, "".join(line + "\n" for line in hypotheses))
+    atomic_write_text(ref_path, "".join(line + "\n" for line in references))
+    result = TestResult(
+        task=task.name,
+        subset=subset,
+        model=label,
+        bleu=round(normal.score(), 4),
+        bleu_detail=normal.result_string(),
+        sacrebleu=round(sacre.score, 4),
+        sacrebleu_signature=sacre.signature,
+        sentences=len(data),
+        seconds=round(seconds, 3),
+        hypotheses=str(hyp_path),
+        references=str(ref_path),
+        tokens_generated=generated,
+        settings={
+            "beam": beam,
+            "lenpen": lenpen,
+            "max_len_a": max_len_a,
+            "max_len_b": max_len_b,
+            "min_len": min_len,
+            "batch_size": None if max_tokens else batch_size,
+            "max_tokens": max_tokens,
+            "device": str(torch_device),
+            "precision": precision,
+            "data_dir": str(data_dir or Path("data") / task.name),
+            "arch": config.to_dict() if config is not None else model.config.to_dict(),
+        },
+    )
+    atomic_write_text(hyp_path.with_name(hyp_path.name + ".json"), json.dumps(result.to_json(), indent=2) + "\n")
+    return result
