@@ -180,6 +180,13 @@ class IndexedDataset:
         for i in range(len(self)):
             yield self[i]
 
+    def count(self, token: int) -> int:
+        """Occurrences of ``token`` in the whole dataset (one pass over the memory map)."""
+        total = 0
+        for start in range(0, len(self._data), 1 << 24):
+            total += int((self._data[start : start + (1 << 24)] == token).sum())
+        return total
+
     @property
     def num_tokens(self) -> int:
         return int(self.sizes.sum())
