@@ -40,7 +40,7 @@ def _json_default(value: Any) -> Any:
 
 def fail(message: str) -> None:
     """Print one sentence and exit 2 (the CLI's only way to reject input)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise SystemExit(2)
 
 

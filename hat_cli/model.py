@@ -24,6 +24,22 @@ from hat_cli.space import SubTransformerConfig, SuperShape
 
 PAD, EOS = 1, 2
 
+# Set while building a model whose weights are copied in right after (extraction, loading): random
+# initialisation of tens of millions of parameters is the slowest part of building a model on a CPU.
+_SKIP_INIT = False
+
+
+class skip_init:
+    """Context manager: build modules with uninitialised (``torch.empty``) weights."""
+
+    def __enter__(self):
+        global _SKIP_INIT
+        self._previous, _SKIP_INIT = _SKIP_INIT, True
+
+    def __exit__(self, *exc):
+        global _SKIP_INIT
+        _SKIP_INIT = self._previous
+
 
 # ------------------------------------------------------------------------------------- dimensions
 @dataclass(frozen=True)
@@ -122,7 +138,8 @@ class Linear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features))
-        nn.init.xavier_uniform_(self.weight)
+        if not _SKIP_INIT:
+            nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: Tensor, out_dim: int, in_dim: int) -> Tensor:
         return _linear(x, self.weight, self.bias, out_dim, in_dim)
@@ -153,7 +170,8 @@ class Attention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * qkv_dim, in_width))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * qkv_dim))
         self.out_proj = Linear(qkv_dim, out_width)
-        nn.init.xavier_uniform_(self.in_proj_weight)
+        if not _SKIP_INIT:
+            nn.init.xavier_uniform_(self.in_proj_weight)
 
     def project_query(self, x: Tensor, width: int) -> Tensor:
         q = self.qkv_dim
@@ -404,6 +422,8 @@ class TransformerModel(nn.Module):
         self._init_embeddings()
 
     def _init_embeddings(self) -> None:
+        if _SKIP_INIT:
+            return
         # std from the *super* width, as HAT initialises its super tables (HAT-SPEC §2.2).
         for table in (self.encoder.embed_tokens.weight, self.decoder.embed_tokens.weight):
             nn.init.normal_(table, mean=0.0, std=self.super_shape.encoder_embed_dim**-0.5)
@@ -560,20 +580,20 @@ def extract_subtransformer(model: TransformerModel, config: SubTransformerConfig
     """A compact model holding only the leading slices ``config`` uses (HAT-SPEC §7.6); same outputs."""
     if not model.dims.can_run(config):
         raise ValueError("the architecture does not fit inside this model")
-    compact = TransformerModel.subtransformer(
-        config,
-        model.super_shape,
-        model.src_vocab_size,
-        model.tgt_vocab_size,
-        model.share_all_embeddings,
-        **model.hyperparameters(),
-    ).to(device=model.output_weight().device, dtype=model.output_weight().dtype)
+    reference = model.output_weight()
+    with skip_init():  # every weight is overwritten next
+        compact = TransformerModel.subtransformer(
+            config,
+            model.super_shape,
+            model.src_vocab_size,
+            model.tgt_vocab_size,
+            model.share_all_embeddings,
+            **model.hyperparameters(),
+        )
+    compact = compact.to(device=reference.device, dtype=reference.dtype)
     source = model.state_dict()
-    target = compact.state_dict()
-    for name, tensor in target.items():
-        original = source[name]
-        tensor.copy_(original[tuple(slice(0, n) for n in tensor.shape)])
-    compact.load_state_dict(target)
+    for name, tensor in compact.state_dict().items():
+        tensor.copy_(source[name][tuple(slice(0, n) for n in tensor.shape)])
     compact.train(model.training)
     return compact
 

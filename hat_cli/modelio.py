@@ -75,7 +75,14 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def build_from_metadata(meta: dict[str, Any]):
-    from hat_cli.model import TransformerModel
+    """The module described by a config.json, with uninitialised weights (they are loaded next)."""
+    from hat_cli.model import TransformerModel, skip_init
+
+    with skip_init():
+        return _build(meta, TransformerModel)
+
+
+def _build(meta: dict[str, Any], TransformerModel):
 
     try:
         shape = SuperShape(**meta["super_shape"])
@@ -97,6 +104,7 @@ def load_model(directory: str | os.PathLike, device: str | None = None):
 
     directory = Path(directory)
     meta = read_metadata(directory)
+    model = build_from_metadata(meta)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise HatError(f"{directory} has no {WEIGHTS_FILE}.")
@@ -104,7 +112,6 @@ def load_model(directory: str | os.PathLike, device: str | None = None):
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise HatError(f"{weights} is not a readable safetensors file ({exc}).") from None
-    model = build_from_metadata(meta)
     expected = model.state_dict()
     if model.share_all_embeddings and _TIED_NAME not in state and "encoder.embed_tokens.weight" in state:
         state[_TIED_NAME] = state["encoder.embed_tokens.weight"]

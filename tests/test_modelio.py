@@ -1,0 +1,56 @@
+"""Model directories: safetensors + config.json, strict loading, clear errors."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from hat_cli.errors import HatError
+from hat_cli.model import TransformerModel, extract_subtransformer
+from hat_cli.modelio import load_model, save_model
+from hat_cli.space import SearchSpace
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_round_trip_keeps_outputs(tmp_path, share):
+    space = SearchSpace.builtin("demo")
+    model = TransformerModel.supertransformer(space.shape, 40, 40 if share else 30, share).eval()
+    sub = extract_subtransformer(model, space.sample(random.Random(1)))
+    src = torch.randint(4, 40, (2, 6))
+    tgt = torch.randint(4, 30, (2, 5))
+    for original in (model, sub):
+        path = save_model(original, tmp_path / "m", {"task": "demo", "seed": 3})
+        loaded, meta = load_model(path)
+        assert meta["task"] == "demo" and meta["kind"] == ("subtransformer" if original is sub else "supertransformer")
+        assert torch.equal(loaded(src, tgt), original(src, tgt))
+        if share:
+            assert loaded.decoder.embed_tokens.weight is loaded.encoder.embed_tokens.weight
+
+
+def test_nothing_but_safetensors_and_json_is_written(tmp_path):
+    space = SearchSpace.builtin("demo")
+    save_model(TransformerModel.supertransformer(space.shape, 20, 20, True), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((tmp_path / "config.json").read_text())["format"] == "hat-cli"
+
+
+def test_corrupt_or_foreign_directories_are_refused(tmp_path):
+    with pytest.raises(HatError, match="no config.json"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(HatError, match="not valid JSON"):
+        load_model(tmp_path)
+    space = SearchSpace.builtin("demo")
+    save_model(TransformerModel.supertransformer(space.shape, 20, 20, True), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated download
+    with pytest.raises(HatError, match="not a readable safetensors"):
+        load_model(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["kind"] = "lstm"
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(HatError, match="Unsupported model kind"):
+        load_model(tmp_path)
