@@ -110,8 +110,8 @@ class ValidationLoss:
         self.precision = precision
         self.epsilon = epsilon
         self.device = valid.device
-        # bf16 on CPU is slow and rarely exact enough to matter; autocast is a GPU feature here.
-        self.autocast = precision == "bf16" and self.device.type == "cuda"
+        # bf16 = weights cast once + autocast (CPU too when asked for; the CPU default is fp32).
+        self.autocast = precision == "bf16"
         weights_dtype = torch.bfloat16 if self.autocast else torch.float32
         # Module.to works in place: the caller's model is converted (pass a separate copy to compare modes).
         self.model = model.to(device=self.device, dtype=weights_dtype).eval()
