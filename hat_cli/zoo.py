@@ -346,8 +346,11 @@ def pull_with_record(name: str, *, force: bool = False, progress: Any = None) ->
     if is_complete(target) and not force:
         return target, json.loads((target / RECORD_FILE).read_text(encoding="utf-8"))
     try:
-        files = hub.download_files(entry.hub, [entry.hub.filename, CONFIG_FILE], progress=progress)
-        staged = _stage_hub_copy(entry, files)
+        # The weights first, checked before anything else is fetched: a mismatch leaves no file behind.
+        files = hub.download_files(entry.hub, [entry.hub.filename], progress=progress)
+        digest = hub.verify_sha256(files[entry.hub.filename], entry.hub.sha256, what=f"{entry.hub.repo}/{entry.hub.filename}")
+        files |= hub.download_files(entry.hub, [CONFIG_FILE], progress=progress)
+        staged = _stage_hub_copy(entry, files, digest)
     except hub.HubMissing as missing:
         if hub.offline_mode():
             raise HatError(
@@ -373,11 +376,10 @@ def _write_record(directory: Path, record: dict[str, Any]) -> None:
     atomic_write_text(directory / RECORD_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def _stage_hub_copy(entry: ZooModel, files: dict[str, Path]) -> Path:
+def _stage_hub_copy(entry: ZooModel, files: dict[str, Path], digest: str) -> Path:
     from hat_cli import hub
 
     model_file = files[entry.hub.filename]
-    digest = hub.verify_sha256(model_file, entry.hub.sha256, what=f"{entry.hub.repo}/{entry.hub.filename}")
     staged = _staging_dir(entry)
     try:
         _link_or_copy(model_file, staged / MODEL_FILE)
@@ -476,6 +478,10 @@ def _entry_for_directory(meta: Mapping[str, Any], zoo_name: str | None) -> ZooMo
     return resolve(name) if name else None
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def model_card(directory: str | Path, zoo_name: str | None = None) -> str:
     """README.md for a model directory: what it is, its published numbers (when a zoo model), how to use it."""
     from hat_cli.modelio import read_metadata
@@ -498,11 +504,11 @@ def model_card(directory: str | Path, zoo_name: str | None = None) -> str:
             ("latency", f"{entry.labels.get('latency_label') or f'{entry.latency_ms} ms'} (measured by the HAT authors)"),
             ("BLEU", f"{entry.bleu}"),
             ("SacreBLEU", f"{entry.sacrebleu}"),
-            ("parameters (non-embedding)", f"{entry.params:,}"),
-            ("FLOPs (without last layer)", f"{entry.flops:,}"),
+            ("parameters (non-embedding)", _count(entry.params)),
+            ("FLOPs (without last layer)", _count(entry.flops)),
         ]
     elif entry is not None:
-        rows += [("search space", entry.search_space or "?"), ("parameters (non-embedding)", f"{entry.params:,}")]
+        rows += [("search space", entry.search_space or "?"), ("parameters (non-embedding)", _count(entry.params))]
     else:
         rows += [("hardware", "not recorded"), ("latency", "not measured"), ("BLEU", "not measured")]
     rows += [("source vocabulary", str(meta.get("src_vocab_size"))), ("target vocabulary", str(meta.get("tgt_vocab_size")))]
@@ -550,3 +556,77 @@ def push(directory: str | Path, repo_id: str, private: bool = False, zoo_name: s
     result["sha256"] = hub.file_sha256(directory / MODEL_FILE)
     result["files"] = [MODEL_FILE, CONFIG_FILE, "README.md"]
     return result
+
+
+# ------------------------------------------------------------------------------ latency predictors
+def predictors_dir() -> Path:
+    return hat_home() / "predictors"
+
+
+def pull_predictor(name: str, *, force: bool = False, progress: Any = None) -> tuple[Path, dict[str, Any]]:
+    """A shipped HAT latency predictor as safetensors (HAT's own state-dict names, fp32), with
+    ``lat_norm`` / ``feature_norm`` in its metadata: from the Hub, else the original `.pt` from HAT's
+    GitHub repository, read with the restricted unpickler."""
+    from hat_cli import hub
+
+    entry = resolve_predictor(name)
+    target = predictors_dir() / f"{entry.name}.safetensors"
+    record_path = target.with_suffix(".json")
+    if target.is_file() and record_path.is_file() and not force:
+        return target, json.loads(record_path.read_text(encoding="utf-8"))
+    try:
+        files = hub.download_files(entry.hub, [entry.hub.filename], progress=progress)
+        source_file = files[entry.hub.filename]
+        digest = hub.verify_sha256(source_file, entry.hub.sha256, what=f"{entry.hub.repo}/{entry.hub.filename}")
+        from hat_cli.atomic import temporary_sibling
+
+        tmp = temporary_sibling(target)
+        try:
+            shutil.copyfile(os.path.realpath(source_file), tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        record = {"name": entry.name, "source": "hub", "repo": entry.hub.repo, "sha256": digest}
+    except hub.HubMissing as missing:
+        if hub.offline_mode():
+            raise HatError(f"Predictor '{entry.name}' is not cached and HF_HUB_OFFLINE is set ({missing}).") from None
+        record = _predictor_from_original(entry, target, progress) | {"hub_miss": str(missing)}
+    from hat_cli.atomic import atomic_write_text
+
+    atomic_write_text(record_path, json.dumps(record | {"lat_norm": entry.lat_norm, "feature_norm": list(entry.feature_norm)}, indent=2) + "\n")
+    return target, json.loads(record_path.read_text(encoding="utf-8"))
+
+
+def _predictor_from_original(entry: ZooPredictor, target: Path, progress: Any) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    from hat_cli import convert, hub
+    from hat_cli.atomic import temporary_sibling
+
+    download = temporary_sibling(hat_home() / "downloads" / f"{entry.name}.pt")
+    tmp = temporary_sibling(target)
+    try:
+        hub.download_url(hub.direct_download_url(entry.original_url), download, progress=progress, description=entry.name)
+        state = convert.read_original_predictor(download)
+        metadata = {"format": "hat-cli", "kind": "hat-latency-predictor", "lat_norm": str(entry.lat_norm),
+                    "feature_norm": json.dumps(list(entry.feature_norm)), "task": entry.task, "hardware": entry.hardware}
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, target)
+        return {"name": entry.name, "source": "original", "url": entry.original_url,
+                "original_sha256": hub.file_sha256(download), "sha256": hub.file_sha256(target)}
+    finally:
+        download.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def load_published_predictor(hardware: str, task: str, progress: Any = None):
+    """The shipped HAT predictor for (hardware, task) as a hat predictor object (hat_cli.predictor)."""
+    from safetensors.torch import load_file
+
+    entry = published_predictor(hardware, task)
+    path, _ = pull_predictor(entry.name, progress=progress)
+    try:
+        from hat_cli.predictor import from_published_hat_state_dict
+    except ImportError:
+        raise HatError("This hat has no hat_cli.predictor.from_published_hat_state_dict to load HAT's predictors with.") from None
+    return from_published_hat_state_dict(load_file(str(path)), lat_norm=entry.lat_norm, feature_norm=list(entry.feature_norm))

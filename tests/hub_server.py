@@ -4,7 +4,7 @@ It answers what the real `huggingface_hub` client asks (see shared/design/HUB-TE
 `HEAD`/`GET /{repo}/resolve/{revision}/{file}` with `X-Repo-Commit`, `ETag`, `Content-Length` and the
 `X-Error-Code` of misses; `/api/models/{repo}/revision/{rev}` and `/tree/{rev}`; and, for `hat zoo push`,
 `/api/repos/create`, `/api/models/{repo}/preupload/{rev}` (every file "regular") and
-`/api/models/{repo}/commit/{rev}` (base64 contents in the ndjson body). `StaticServer` serves plain
+`/api/models/{repo}/commit/{rev}` (base64 contents in the ndjson body), `/api/validate-yaml`. `StaticServer` serves plain
 files (the authors' original checkpoint URLs). Every request is logged in `.requests`.
 """
 
@@ -197,6 +197,16 @@ class _HubHandler(_Handler):
                 return self._json(409, {"error": "You already created this model repo"})
             self.server_owner.repos[repo_id] = Repo({}, "0" * 40, [])
             return self._json(200, {"url": f"{self.server_owner.url}/{repo_id}", "name": repo_id})
+        if path == "/api/validate-yaml":  # model card metadata: the front matter must be a YAML mapping
+            import yaml
+
+            content = json.loads(body)["content"]
+            try:
+                front = content.split("---\n")[1] if content.startswith("---\n") else ""
+                ok = isinstance(yaml.safe_load(front) if front else {}, dict)
+            except (yaml.YAMLError, IndexError):
+                ok = False
+            return self._json(200 if ok else 400, {"errors": [] if ok else [{"message": "invalid metadata"}], "warnings": []})
         found = self._repo_and_rest(path.replace("/api/models/", "/", 1), "preupload") or self._repo_and_rest(
             path.replace("/api/models/", "/", 1), "commit"
         )

@@ -95,9 +95,14 @@ def pull(
         raise HatError("Give model names or --all, not both.")
     if not all_models and not names:
         raise HatError("Name at least one model to pull (see `hat zoo list`), or use --all.")
-    entries = zoo.models() if all_models else [zoo.resolve(n) for n in names or []]
+    table = zoo.load_zoo()
+    predictor_names = [n for n in names or [] if n in table.predictors]
+    entries = zoo.models() if all_models else [zoo.resolve(n) for n in names or [] if n not in table.predictors]
     results = []
     with make_progress() as progress:
+        for name in predictor_names:  # the 8 shipped latency predictors pull by their exact names
+            path, record = zoo.pull_predictor(name, force=force, progress=progress)
+            results.append({"name": name, "path": str(path), "sha256": record.get("sha256"), "source": record.get("source")})
         for entry in entries:
             path, record = zoo.pull_with_record(entry.name, force=force, progress=progress)
             results.append({"name": entry.name, "path": str(path), "sha256": record.get("sha256"), "source": record.get("source")})
@@ -105,6 +110,26 @@ def pull(
         console.print(f"[green]pulled[/] {r['name']} -> {r['path']} ({r['source']})", highlight=False)
     if json_out:
         emit_json(results[0] if len(results) == 1 and not all_models else results)
+
+
+@app.command("predictors")
+@handle_errors
+def predictors(json_out: bool = JSON) -> None:
+    """List HAT's 8 shipped latency predictors (pull one with `hat zoo pull NAME`)."""
+    from rich.table import Table
+
+    from hat_cli import zoo
+
+    rows = [p.to_dict() for p in zoo.load_zoo().predictors.values()]
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table(title="HAT latency predictors")
+    for column in ("name", "task", "hardware", "lat_norm"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["task"], row["hardware"], str(row["lat_norm"]))
+    console.print(table)
 
 
 @app.command("convert")
