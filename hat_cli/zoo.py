@@ -630,3 +630,22 @@ def load_published_predictor(hardware: str, task: str, progress: Any = None):
     except ImportError:
         raise HatError("This hat has no hat_cli.predictor.from_published_hat_state_dict to load HAT's predictors with.") from None
     return from_published_hat_state_dict(load_file(str(path)), lat_norm=entry.lat_norm, feature_norm=list(entry.feature_norm))
+
+
+# ------------------------------------------------------------------ helpers for the other commands
+def model_dir_for(spec: str | Path, progress: Any = None) -> Path:
+    """MODEL arguments of `hat test` / `hat profile` / `hat search --supernet`: a model directory, or a
+    published name (or prefix), pulled on first use."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    try:
+        entry = resolve(str(spec))
+    except HatError:
+        raise HatError(f"'{spec}' is neither a model directory nor a published model name (see `hat zoo list`).") from None
+    return pull(entry.name, progress=progress)
+
+
+def supernet_dir(task_name: str, progress: Any = None) -> Path:
+    """The task's published SuperTransformer as a local model directory (pulled on first use)."""
+    return pull(supernet_for_task(task_name).name, progress=progress)

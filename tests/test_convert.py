@@ -263,3 +263,27 @@ def test_published_shapes_convert_exactly(tmp_path, zoo_name, vocab, share, lega
     result = convert.convert_original(ckpt, tmp_path / "out", arch=entry.architecture(), expected_shape=entry.super_shape)
     assert result["super_shape"] == entry.super_shape.to_dict()
     assert_same_outputs(model, entry.architecture(), tmp_path / "out", min(vocab))
+
+
+def test_cli_convert_takes_architecture_from_zoo_entry_named_like_the_file(tmp_path, wmt_super, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hat_cli.cli import app
+
+    name = "HAT_small_xeon@1.0ms_bleu@1.0"
+    arch = small_arch(arbitrary=(2, 1, -1))
+    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in arch.to_hat_keys().items())
+    shape = "\n".join(f"{k} = {v}" for k, v in SMALL_WMT.to_dict().items())
+    table = tmp_path / "zoo.toml"
+    table.write_text(
+        f'[models."{name}"]\nkind = "subtransformer"\ntask = "wmt14.en-de"\nshare_all_embeddings = true\n'
+        f'original_url = ""\n[models."{name}".arch]\n{keys}\n[models."{name}".super_shape]\n{shape}\n'
+        f'[models."{name}".hub]\nrepo = "hat-cli/x"\n'
+    )
+    monkeypatch.setenv(zoo.ZOO_FILE_ENV, str(table))
+    ckpt = write_original_checkpoint(tmp_path / f"{name}.pt", wmt_super, legacy=True, data="elsewhere")
+    result = CliRunner().invoke(app, ["zoo", "convert", str(ckpt), "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert meta["zoo_name"] == name and meta["task"] == "wmt14.en-de"
+    assert_same_outputs(wmt_super, arch, tmp_path / "out", 40)

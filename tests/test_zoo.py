@@ -160,3 +160,10 @@ def test_broken_table_is_a_clean_error(tmp_path, monkeypatch):
     bad.write_text("[models\n")
     with pytest.raises(HatError, match="not valid TOML"):
         zoo.load_zoo()
+
+
+def test_model_dir_for_accepts_directories_and_rejects_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("HAT_HOME", str(tmp_path / "home"))
+    assert zoo.model_dir_for(tmp_path) == tmp_path
+    with pytest.raises(HatError, match="neither a model directory nor a published model name"):
+        zoo.model_dir_for(tmp_path / "nope")
