@@ -62,7 +62,9 @@ class MosesPipeline:
         if s.lowercase_first:
             line = line.lower()
         if self._normalizer is not None:
-            line = self._normalizer.normalize(line)
+            # The perl script sees the line with its newline, which lets `."` -> `".` fire at the end of
+            # a German/French sentence; feeding the newline too reproduces its output exactly.
+            line = self._normalizer.normalize(line + "\n").rstrip("\n")
         if s.remove_non_printing:
             line = remove_non_printing(line)
         if self._tokenizer is not None:
