@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from hat_cli.errors import HatError
 from hat_cli.space import SearchSpace, SubTransformerConfig
@@ -458,7 +458,7 @@ class SearchRequest:
     budget_ms: float
     supernet: str | None = None  # model directory or published name; None = the task's published one
     data_dir: str | None = None  # `hat data` output; None = data/<task>
-    predictor: str | None = None  # predictor file; None = the hardware backend's default
+    predictor: Any = None  # predictor file, or an object with .predict(configs); None = the hardware backend's default
     settings: EvolutionSettings = field(default_factory=EvolutionSettings)
     valid_subset: int | None = None
     max_tokens: int | None = None
@@ -473,34 +473,28 @@ class SearchRequest:
         return Path(self.out) if self.out else Path("runs") / "search" / f"{self.task}-{self.hw}-{budget_label(self.budget_ms)}"
 
 
-def resolve_predictor(hw: str, task: str, path: str | None):
+def resolve_predictor(hw: str, task: str, path: Any):
     """The latency predictor: ``--predictor`` or the hardware backend's default for this task."""
     from pathlib import Path
 
-    try:
-        from hat_cli import predictor as predictor_module
-    except ImportError:
-        raise HatError("Latency predictors are not available in this installation of hat (hat_cli.predictor is missing).") from None
+    if hasattr(path, "predict"):  # library callers may pass a predictor object
+        return path
     if path:
         if not Path(path).exists():
             raise HatError(f"Latency predictor {path} does not exist; make one with `hat fit-predictor --hw {hw} --task {task}`.")
-        return predictor_module.load_predictor(path)
-    found = None
-    try:
-        from hat_cli import hardware
+        from hat_cli.predictor import load_predictor
 
-        backend = hardware.get_backend(hw)
-        default = getattr(backend, "default_predictor", None)
-        found = default(task) if callable(default) else None
-    except ImportError:
-        pass
+        return load_predictor(path)
+    from hat_cli import hardware
+
+    found = hardware.get_backend(hw).default_predictor(task)
     if found is None:
         raise HatError(
             f"No latency predictor for hardware '{hw}' and task '{task}'; make one with "
             f"`hat collect-latency --hw {hw} --task {task}` then `hat fit-predictor --hw {hw} --task {task}`, "
             f"or pass --predictor FILE."
         )
-    return found if hasattr(found, "predict") else predictor_module.load_predictor(found)
+    return found
 
 
 def resolve_supernet(task: str, supernet: str | None):
@@ -523,6 +517,12 @@ def resolve_supernet(task: str, supernet: str | None):
     if getattr(entry, "kind", "supertransformer") != "supertransformer":
         raise HatError(f"'{entry.name}' is a SubTransformer; search needs a SuperTransformer (--supernet).")
     return zoo.pull(entry.name), entry.name
+
+
+def _describe_predictor(predictor: Any) -> str:
+    if predictor is None:
+        return "hardware default"
+    return str(predictor) if not hasattr(predictor, "predict") else type(predictor).__name__
 
 
 def predict_fn(predictor) -> PredictFn:
@@ -626,7 +626,7 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
             "supernet": supernet_label,
             "supernet_dir": str(supernet_dir),
             "data_dir": str(data_dir),
-            "predictor": request.predictor or "hardware default",
+            "predictor": _describe_predictor(request.predictor),
             "precision": precision,
             "device": str(device),
             "max_tokens": max_tokens,

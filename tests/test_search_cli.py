@@ -1,0 +1,151 @@
+"""`hat search` end to end: inputs resolved from files, outputs written, errors as one sentence (exit 2).
+
+The SuperTransformer is a real model directory (random weights, `save_model`) of the demo task's shape,
+the validation data real Multi30k sentences binarized in fairseq layout under the demo task's language
+names. The latency predictor is an analytic stand-in passed as an object where the fitted ones from
+`hat fit-predictor` are not available.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hat_cli.cli import app
+from hat_cli.errors import HatError
+from hat_cli.search import EvolutionSettings, SearchRequest, run_search
+from hat_cli.space import SearchSpace, SubTransformerConfig
+
+import test_fitness as fixtures  # the Multi30k data-dir builder
+
+WEIGHTS = (0.02, 1, 0.004, 0.2, 0.03, 4, 0.01, 0.3, 0.3, 1)
+
+
+class FeaturePredictor:
+    """A linear latency model over HAT's 10 features (ms), shaped like hat_cli.predictor's objects."""
+
+    def predict(self, configs):
+        return [sum(f * w for f, w in zip(c.features(), WEIGHTS)) for c in configs]
+
+
+@pytest.fixture(scope="module")
+def demo_inputs(tmp_path_factory):
+    """(data_dir, supernet_dir) for task `demo` (languages src -> tgt)."""
+    from hat_cli.data.batching import load_split
+    from hat_cli.modelio import save_model
+
+    root = tmp_path_factory.mktemp("demo-search")
+    multi30k = fixtures.build_valid_dir(root / "m30k", sentences=60)
+    data_dir = root / "data"
+    data_dir.mkdir()
+    for lang, new in (("de", "src"), ("en", "tgt")):
+        for suffix in (".bin", ".idx"):
+            (data_dir / f"valid.src-tgt.{new}{suffix}").write_bytes((multi30k / f"valid.de-en.{lang}{suffix}").read_bytes())
+        (data_dir / f"dict.{new}.txt").write_bytes((multi30k / f"dict.{lang}.txt").read_bytes())
+    data = load_split(data_dir, "valid", "src", "tgt")
+    space = SearchSpace.builtin("demo")
+    model = fixtures.make_supernet(space, len(data.tgt_dict), seed=5)
+    supernet = save_model(model, root / "supernet", {"task": "demo", "dictionaries": {"src": data.src_dict.sha256(), "tgt": data.tgt_dict.sha256()}})
+    return data_dir, supernet
+
+
+SMALL = EvolutionSettings(population=8, parents=3, mutations=3, crossovers=2, iterations=3, seed=7)
+
+
+def request(demo_inputs, out, **changes):
+    data_dir, supernet = demo_inputs
+    fields = dict(task="demo", hw="cpu", budget_ms=25.0, supernet=str(supernet), data_dir=str(data_dir),
+                  predictor=FeaturePredictor(), settings=SMALL, out=str(out), device="cpu")
+    fields.update(changes)
+    return SearchRequest(**fields)
+
+
+def test_search_writes_hat_yaml_summary_history_and_front(demo_inputs, tmp_path):
+    summary = run_search(request(demo_inputs, tmp_path / "a"))
+    for key in ("config", "arch", "predicted_latency_ms", "valid_loss", "evaluations", "seconds"):
+        assert key in summary
+    yaml_path = Path(summary["config"])
+    best = SubTransformerConfig.from_yaml(yaml_path)
+    best.validate(SearchSpace.builtin("demo"))
+    assert yaml_path.read_text() == best.to_yaml()  # HAT's layout, byte for byte
+    assert summary["arch"] == best.to_hat_keys() and len(summary["arch"]) == 10
+    assert summary["predicted_latency_ms"] <= 25.0
+    assert FeaturePredictor().predict([best])[0] == pytest.approx(summary["predicted_latency_ms"])
+    assert summary["evaluations"] <= SMALL.population + (SMALL.iterations - 1) * (SMALL.mutations + SMALL.crossovers)
+    assert summary["seed"] == 7 and summary["settings"]["precision"] == "fp32"
+    assert summary["settings"]["valid_sentences"] == 60
+    saved = json.loads((tmp_path / "a" / "search.json").read_text())
+    assert saved["arch"] == summary["arch"]
+    assert len((tmp_path / "a" / "history.csv").read_text().splitlines()) == SMALL.iterations + 1
+    if summary["files"]["front"]:
+        assert (tmp_path / "a" / "front.png").stat().st_size > 1000
+
+
+def test_seeded_searches_reproduce_the_winner(demo_inputs, tmp_path):
+    first = run_search(request(demo_inputs, tmp_path / "a", valid_subset=20))
+    second = run_search(request(demo_inputs, tmp_path / "b", valid_subset=20))
+    assert Path(first["config"]).read_bytes() == Path(second["config"]).read_bytes()
+    assert first["valid_loss"] == second["valid_loss"]
+    assert first["settings"]["valid_sentences"] == 20
+
+
+def test_infeasible_budget_fails_before_loading_anything(demo_inputs, tmp_path):
+    # no data, no supernet: the budget check must come first
+    with pytest.raises(HatError, match=r"smallest reachable predicted latency is [0-9.]+ ms"):
+        run_search(request(demo_inputs, tmp_path / "x", budget_ms=1.0, data_dir=str(tmp_path / "none"), supernet="nope"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_inputs_name_the_command_that_makes_them(demo_inputs, tmp_path):
+    with pytest.raises(HatError, match=r"hat data --task demo"):
+        run_search(request(demo_inputs, tmp_path / "x", data_dir=str(tmp_path / "none")))
+    with pytest.raises(HatError, match=r"hat train-super --task demo"):
+        run_search(request(demo_inputs, tmp_path / "x", supernet=None))
+
+
+def test_dictionary_of_another_run_is_refused(demo_inputs, tmp_path):
+    from hat_cli.modelio import save_model
+
+    space = SearchSpace.builtin("demo")
+    data_dir, _ = demo_inputs
+    vocab = len((data_dir / "dict.tgt.txt").read_text().splitlines()) + 4
+    other = save_model(fixtures.make_supernet(space, vocab), tmp_path / "other", {"task": "demo", "dictionaries": {"src": "0" * 64}})
+    with pytest.raises(HatError, match="dictionary"):
+        run_search(request(demo_inputs, tmp_path / "x", supernet=str(other)))
+
+
+def test_cli_errors_exit_2_with_a_sentence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    cases = [
+        (["--latency", "100ms"], "hat collect-latency --hw cpu --task demo"),
+        (["--latency", "fast"], "is not understood"),
+        (["--latency", "100ms", "--population", "100"], "must equal parents"),
+    ]
+    for extra, sentence in cases:
+        result = runner.invoke(app, ["search", "--task", "demo", "--hw", "cpu", *extra])
+        assert result.exit_code == 2
+        assert sentence in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
+
+
+def test_cli_infeasible_budget_with_a_fitted_predictor(tmp_path, monkeypatch):
+    """A predictor fitted by hat_cli.predictor on HAT's real TITAN Xp measurements; 1 ms is impossible."""
+    predictor_module = pytest.importorskip("hat_cli.predictor")
+    csv = fixtures.SHARED_DATA / "hat-latency" / "wmt14ende_gpu_titanxp_all.csv"
+    if not csv.exists():
+        pytest.skip(f"real data {csv} is not available on this machine")
+    fit = getattr(predictor_module, "fit_predictor", None)
+    save = getattr(predictor_module, "save_predictor", None)
+    if fit is None or save is None:
+        pytest.skip("hat_cli.predictor has no fit_predictor/save_predictor yet")
+    path = tmp_path / "titanxp.predictor"
+    save(fit(csv, steps=50), path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["search", "--task", "wmt14.en-de", "--hw", "titanxp", "--latency", "1ms", "--predictor", str(path)])
+    assert result.exit_code == 2
+    assert "smallest reachable predicted latency" in result.output.replace("\n", " ")
