@@ -149,3 +149,15 @@ def test_cli_infeasible_budget_with_a_fitted_predictor(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["search", "--task", "wmt14.en-de", "--hw", "titanxp", "--latency", "1ms", "--predictor", str(path)])
     assert result.exit_code == 2
     assert "smallest reachable predicted latency" in result.output.replace("\n", " ")
+
+
+def test_verify_measures_the_winner_on_this_cpu(demo_inputs, tmp_path):
+    logged = []
+    summary = run_search(request(demo_inputs, tmp_path / "v", valid_subset=10, verify=True, budget_ms=25.0), log=logged.append)
+    verify = summary["verify"]
+    assert verify["measured_latency_ms"] > 0
+    assert verify["measured"]["total"] == pytest.approx(verify["measured"]["encoder"] + verify["measured"]["decoder"])
+    assert verify["predicted_latency_ms"] == summary["predicted_latency_ms"]
+    assert verify["within_budget"] == (verify["measured_latency_ms"] <= 25.0)
+    assert any("over the" in line for line in logged) == (not verify["within_budget"])
+    assert json.loads((tmp_path / "v" / "search.json").read_text())["verify"] == verify
