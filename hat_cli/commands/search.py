@@ -34,7 +34,12 @@ def search(
     verify: bool = typer.Option(False, "--verify", help="Measure the winner on this machine and compare with the prediction."),
     json_output: bool = JSON,
 ) -> None:
-    """Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget."""
+    """Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget.
+
+    HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50 crossovers, 30 iterations), seeded. Each architecture is scored once: HAT re-scores the parents every iteration, but the score is deterministic, so the cache changes only the time.
+
+    Writes subtransformer.yml (HAT's format), search.json, history.csv, explored.csv and front.png to --out.
+    """
     from hat_cli.search import EvolutionSettings, SearchRequest, run_search
 
     request = SearchRequest(
