@@ -277,7 +277,7 @@ def main(argv=None):
     # If the K-th best bf16 loss is further from the winner than twice the largest observed error, no
     # candidate outside the re-scored set can be the fp32 winner.
     gap = (bf16_of[chosen[-1]] - result.best_loss) if len(chosen) > 1 else float("nan")
-    certified = args.fp32_all or (len(chosen) < len(ranked) and gap > 2 * max(diffs))
+    certified = same_winner and (len(chosen) == len(ranked) or gap > 2 * max(diffs))
     flips = sum(
         1
         for i in range(len(chosen))
