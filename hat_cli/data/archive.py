@@ -17,7 +17,8 @@ ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".zip")
 
 
 def is_archive(path: Path) -> bool:
-    return path.name.endswith(ARCHIVE_SUFFIXES)
+    # Hidden files are our own markers and temporaries, never sources.
+    return path.name.endswith(ARCHIVE_SUFFIXES) and not path.name.startswith(".")
 
 
 def _inside(root: Path, member: str) -> Path:
