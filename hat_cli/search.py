@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from hat_cli.errors import HatError
 from hat_cli.space import SearchSpace, SubTransformerConfig
@@ -165,7 +165,7 @@ class SearchResult:
     best_latency_ms: float
     budget_ms: float
     min_latency_ms: float
-    evaluations: int  # unique architectures scored (what the fitness actually computed)
+    evaluations: int  # unique architectures in this search (each scored once)
     hat_evaluations: int  # what the original would have scored: iterations x population
     history: list[IterationRecord]
     # every scored architecture: config -> (loss, predicted latency); insertion order = scoring order
@@ -173,6 +173,7 @@ class SearchResult:
     draws: int  # candidates drawn by rejection sampling, accepted or not
     rejected: int
     fallbacks: int  # children replaced by their parent after max_redraws rejections
+    computed: int = 0  # scores the fitness computed in this run (evaluations minus those reused from `known`)
     settings: EvolutionSettings = field(default_factory=EvolutionSettings)
 
 
@@ -247,13 +248,17 @@ def evolutionary_search(
     budget_ms: float,
     settings: EvolutionSettings = EvolutionSettings(),
     on_iteration: Callable[[IterationRecord], None] | None = None,
-    on_scored: Callable[[int], None] | None = None,
+    on_scored: Callable[[dict[SubTransformerConfig, float]], None] | None = None,
     min_latency: float | None = None,
+    known: Mapping[SubTransformerConfig, float] | None = None,
 ) -> SearchResult:
     """Run HAT's evolutionary search; ``score`` is only ever called with architectures not scored before.
 
+    ``known`` holds scores computed earlier with the same fitness (a resumed run): they are reused, not
+    recomputed. ``on_scored`` sees each generation's newly computed scores (to persist them).
     ``min_latency`` (from :func:`minimum_latency`) may be passed when the caller already checked it.
     """
+    known = known or {}
     settings.check()
     genome = Genome(space)
     if min_latency is None:
@@ -277,19 +282,24 @@ def evolutionary_search(
     explored: dict[SubTransformerConfig, tuple[float, float]] = {}
     history: list[IterationRecord] = []
     fallbacks = 0
+    computed_total = 0
 
     for iteration in range(settings.iterations):
         configs = [genome.to_config(g) for g, _ in population]
         fresh = list(dict.fromkeys(c for c in configs if c not in explored))
-        if fresh:
-            losses = [float(v) for v in score(fresh)]
-            if len(losses) != len(fresh):
-                raise HatError(f"The fitness returned {len(losses)} losses for {len(fresh)} architectures.")
-            latency_of = {genome.to_config(g): lat for g, lat in population}
-            for config, loss in zip(fresh, losses):
-                explored[config] = (loss if math.isfinite(loss) else math.inf, latency_of[config])
+        to_score = [c for c in fresh if c not in known]
+        computed: dict[SubTransformerConfig, float] = {}
+        if to_score:
+            losses = [float(v) for v in score(to_score)]
+            if len(losses) != len(to_score):
+                raise HatError(f"The fitness returned {len(losses)} losses for {len(to_score)} architectures.")
+            computed = {c: (loss if math.isfinite(loss) else math.inf) for c, loss in zip(to_score, losses)}
+            computed_total += len(computed)
             if on_scored:
-                on_scored(len(fresh))
+                on_scored(computed)
+        latency_of = {genome.to_config(g): lat for g, lat in population}
+        for config in fresh:
+            explored[config] = (computed[config] if config in computed else known[config], latency_of[config])
         # Stable sort: ties keep population order, so the run is deterministic.
         order = sorted(range(len(population)), key=lambda i: explored[configs[i]][0])[: settings.parents]
         parents = [population[i] for i in order]
@@ -329,6 +339,7 @@ def evolutionary_search(
         draws=sampler.draws,
         rejected=sampler.rejected,
         fallbacks=fallbacks,
+        computed=computed_total,
         settings=settings,
     )
 
@@ -466,6 +477,7 @@ class SearchRequest:
     device: str | None = None
     out: str | None = None  # None = runs/search/<task>-<hw>-<budget>
     verify: bool = False
+    fresh: bool = False  # ignore scores an earlier run left in the output folder
 
     def out_dir(self):
         from pathlib import Path
@@ -584,6 +596,26 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         f"({valid.target_tokens} target tokens), {precision} on {device}, smallest reachable {_fmt_ms(min_latency)}"
     )
 
+    out = request.out_dir()
+    fingerprint = {
+        "supernet": str(Path(supernet_dir).resolve()),
+        "supernet_weights": _file_stamp(Path(supernet_dir) / "model.safetensors"),
+        "data_dir": str(data_dir.resolve()),
+        "valid_subset": request.valid_subset,
+        "max_tokens": max_tokens,
+        "precision": precision,
+        "device": device.type,
+        "label_smoothing": fitness.epsilon,
+    }
+    known = {} if request.fresh else load_scores(out / SCORES_FILE, fingerprint)
+    if known:
+        log(f"reusing {len(known)} scores of an earlier run with the same SuperTransformer, data and precision in {out} (--fresh ignores them)")
+    saved_scores = dict(known)
+
+    def on_scored(computed: dict) -> None:
+        saved_scores.update(computed)
+        save_scores(out / SCORES_FILE, fingerprint, saved_scores)
+
     task_id = None
     if progress is not None:
         task_id = progress.add_task("evolution", total=request.settings.iterations, info="")
@@ -593,10 +625,12 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
             progress.update(task_id, advance=1, info=f"best {record.best_loss:.4f} @ {record.best_latency_ms:.1f} ms, {record.evaluations} scored")
 
     search_started = time.perf_counter()
-    result = evolutionary_search(space, fitness, predict, request.budget_ms, request.settings, on_iteration=on_iteration, min_latency=min_latency)
+    result = evolutionary_search(
+        space, fitness, predict, request.budget_ms, request.settings,
+        on_iteration=on_iteration, on_scored=on_scored, min_latency=min_latency, known=known,
+    )
     search_seconds = time.perf_counter() - search_started
 
-    out = request.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     yaml_path = out / "subtransformer.yml"
     result.best.save_yaml(yaml_path)
@@ -618,6 +652,8 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         "latency_budget_ms": request.budget_ms,
         "min_reachable_latency_ms": min_latency,
         "hat_evaluations": result.hat_evaluations,
+        "computed_evaluations": result.computed,
+        "reused_evaluations": result.evaluations - result.computed,
         "rejection_sampling": {"draws": result.draws, "rejected": result.rejected, "fallbacks": result.fallbacks},
         "setup_seconds": setup_seconds,
         "seed": request.settings.seed,
@@ -644,6 +680,40 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         summary["verify"] = verify_latency(request.hw, task, result.best, result.best_latency_ms, request.budget_ms, log)
     atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+SCORES_FILE = "scores.json"
+
+
+def _file_stamp(path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def load_scores(path, fingerprint: dict) -> dict[SubTransformerConfig, float]:
+    """Scores an earlier (possibly interrupted) run saved, if it scored with the same fitness; else {}."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint:
+        return {}
+    try:
+        return {SubTransformerConfig.from_dict(row["arch"]): float(row["valid_loss"]) for row in doc.get("scores", [])}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+def save_scores(path, fingerprint: dict, scores: Mapping[SubTransformerConfig, float]) -> None:
+    """Every score so far, rewritten atomically after each generation, so an interrupted search resumes."""
+    import json
+
+    from hat_cli.atomic import atomic_write_text
+
+    rows = [{"arch": c.to_dict(), "valid_loss": loss} for c, loss in scores.items()]
+    atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "scores": rows}) + "\n")
 
 
 def verify_latency(hw: str, task, config: SubTransformerConfig, predicted_ms: float, budget_ms: float, log) -> dict:

@@ -161,3 +161,23 @@ def test_verify_measures_the_winner_on_this_cpu(demo_inputs, tmp_path):
     assert verify["within_budget"] == (verify["measured_latency_ms"] <= 25.0)
     assert any("over the" in line for line in logged) == (not verify["within_budget"])
     assert json.loads((tmp_path / "v" / "search.json").read_text())["verify"] == verify
+
+
+def test_an_interrupted_search_resumes_from_saved_scores(demo_inputs, tmp_path):
+    import dataclasses
+
+    out = tmp_path / "r"
+    short = dataclasses.replace(SMALL, iterations=2)
+    first = run_search(request(demo_inputs, out, valid_subset=20, settings=short))  # "interrupted" after 2 generations
+    assert (out / "scores.json").exists()
+    resumed = run_search(request(demo_inputs, out, valid_subset=20))
+    assert resumed["reused_evaluations"] == first["evaluations"] > 0
+    assert resumed["computed_evaluations"] == resumed["evaluations"] - first["evaluations"]
+    uninterrupted = run_search(request(demo_inputs, tmp_path / "u", valid_subset=20))
+    assert resumed["arch"] == uninterrupted["arch"] and resumed["valid_loss"] == uninterrupted["valid_loss"]
+    again = run_search(request(demo_inputs, out, valid_subset=20))
+    assert again["computed_evaluations"] == 0
+    fresh = run_search(request(demo_inputs, out, valid_subset=20, fresh=True))
+    assert fresh["computed_evaluations"] == fresh["evaluations"]
+    other = run_search(request(demo_inputs, out, valid_subset=21))  # another fitness: nothing reused
+    assert other["reused_evaluations"] == 0

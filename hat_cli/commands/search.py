@@ -32,13 +32,14 @@ def search(
     seed: int = SEED,
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/search/<task>-<hw>-<budget>)."),
     verify: bool = typer.Option(False, "--verify", help="Measure the winner on this machine and compare with the prediction."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore the scores an earlier (interrupted) run saved in --out."),
     json_output: bool = JSON,
 ) -> None:
     """Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget.
 
     HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50 crossovers, 30 iterations), seeded. Each architecture is scored once: HAT re-scores the parents every iteration, but the score is deterministic, so the cache changes only the time.
 
-    Writes subtransformer.yml (HAT's format), search.json, history.csv, explored.csv and front.png to --out.
+    Writes subtransformer.yml (HAT's format), search.json, history.csv, explored.csv and front.png to --out; scores.json there lets an interrupted search resume (--fresh ignores it).
     """
     from hat_cli.search import EvolutionSettings, SearchRequest, run_search
 
@@ -65,6 +66,7 @@ def search(
         device=device,
         out=out,
         verify=verify,
+        fresh=fresh,
     )
     with make_progress() as progress:
         summary = run_search(request, progress=progress, log=lambda message: console.print(message, highlight=False))
