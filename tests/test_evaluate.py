@@ -163,3 +163,22 @@ def test_dictionary_mismatches_are_refused(prepared, model_dir, tmp_path):
     save_model(small, tmp_path / "small", {"task": TASK, "dictionaries": {}})
     with pytest.raises(HatError, match="source dictionary has 8848 symbols but model"):
         evaluate(str(tmp_path / "small"), TASK, data_dir=str(prepared), beam=2, max_len_b=4, output=str(tmp_path / "y"))
+
+
+@pytest.mark.slow
+def test_arch_selects_a_subtransformer_of_a_supertransformer(prepared, model_dir, tmp_path):
+    import random
+
+    config = SearchSpace.builtin("demo").sample(random.Random(5))
+    config.save_yaml(tmp_path / "arch.yml")
+    result = evaluate(str(model_dir), TASK, data_dir=str(prepared), beam=2, max_len_b=6, arch=str(tmp_path / "arch.yml"),
+                      output=str(tmp_path / "sub.en"))
+    assert result.settings["arch"] == config.to_dict()
+    from hat_cli.model import extract_subtransformer
+    from hat_cli.modelio import load_model
+
+    model, _ = load_model(model_dir)
+    compact = extract_subtransformer(model, config)
+    save_model(compact, tmp_path / "compact", {"task": TASK, "dictionaries": {}})
+    evaluate(str(tmp_path / "compact"), TASK, data_dir=str(prepared), beam=2, max_len_b=6, output=str(tmp_path / "compact.en"))
+    assert (tmp_path / "sub.en").read_text() == (tmp_path / "compact.en").read_text()
