@@ -24,7 +24,7 @@ def data(
     mirror: Optional[str] = typer.Option(None, "--mirror", envvar="HAT_DATA_MIRROR",
                                          help="Fetch every source file as <MIRROR>/<file name> instead of its original URL."),
     bpe_merges: Optional[int] = typer.Option(None, "--bpe-merges", min=1, help="Override the recipe's number of BPE merges."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for tokenization (default: CPU count, at most 8)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for tokenization (default: one per CPU)."),
     seed: int = SEED,
     json_output: bool = JSON,
 ) -> None:

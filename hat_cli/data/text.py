@@ -87,7 +87,7 @@ def process_lines(
     chunk_size: int = 2000,
 ) -> list[list[str]]:
     """Run each (steps, lines) job; chunks of all jobs share one process pool. Order is preserved."""
-    workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    workers = workers or max(1, os.cpu_count() or 1)
     chunks = []
     for job_id, (steps, lines) in enumerate(jobs):
         for start in range(0, len(lines), chunk_size):
