@@ -550,7 +550,6 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
     import time
     from pathlib import Path
 
-    from hat_cli import fitness as fitness_module
     from hat_cli.atomic import atomic_write_text
     from hat_cli.tasks import get_task
 
@@ -571,6 +570,7 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
     data_dir = Path(request.data_dir) if request.data_dir else Path("data") / task.name
     if not data_dir.is_dir():
         raise HatError(f"No prepared data for task '{task.name}' at {data_dir}; make it with `hat data --task {task.name}` or pass --data-dir.")
+    from hat_cli import fitness as fitness_module  # torch: only once the cheap checks have passed
     from hat_cli.data.batching import load_split
     from hat_cli.modelio import load_model
 

@@ -133,22 +133,32 @@ def test_cli_errors_exit_2_with_a_sentence(tmp_path, monkeypatch):
         assert "Traceback" not in result.output
 
 
-def test_cli_infeasible_budget_with_a_fitted_predictor(tmp_path, monkeypatch):
-    """A predictor fitted by hat_cli.predictor on HAT's real TITAN Xp measurements; 1 ms is impossible."""
-    predictor_module = pytest.importorskip("hat_cli.predictor")
+def fitted_titanxp_predictor(directory: Path) -> Path:
+    """hat's default predictor fitted on HAT's real TITAN Xp measurements (wmt14.en-de), saved as a directory."""
+    import numpy as np
+
+    from hat_cli.predictor import LatencyRows, fit_predictor
+
     csv = fixtures.SHARED_DATA / "hat-latency" / "wmt14ende_gpu_titanxp_all.csv"
     if not csv.exists():
         pytest.skip(f"real data {csv} is not available on this machine")
-    fit = getattr(predictor_module, "fit_predictor", None)
-    save = getattr(predictor_module, "save_predictor", None)
-    if fit is None or save is None:
-        pytest.skip("hat_cli.predictor has no fit_predictor/save_predictor yet")
-    path = tmp_path / "titanxp.predictor"
-    save(fit(csv, steps=50), path)
-    monkeypatch.chdir(tmp_path)
+    table = np.loadtxt(csv, delimiter=",", skiprows=1)
+    rows = LatencyRows(table[:, :10], [None] * len(table), table[:, 10], table[:, 11])
+    return fit_predictor(rows, lat_norm=200.0).save(directory)
+
+
+def test_cli_infeasible_budget_with_a_fitted_predictor(tmp_path, monkeypatch):
+    """1 ms on a TITAN Xp is impossible: exit 2 at once, naming the smallest reachable latency."""
+    path = fitted_titanxp_predictor(tmp_path / "titanxp.predictor")
+    monkeypatch.chdir(tmp_path)  # no data, no SuperTransformer here: the budget check must come first
     result = CliRunner().invoke(app, ["search", "--task", "wmt14.en-de", "--hw", "titanxp", "--latency", "1ms", "--predictor", str(path)])
     assert result.exit_code == 2
-    assert "smallest reachable predicted latency" in result.output.replace("\n", " ")
+    text = " ".join(result.output.split())
+    assert "smallest reachable predicted latency is" in text and "Traceback" not in text
+    # a feasible budget gets past the check and stops at the next missing input, the data
+    result = CliRunner().invoke(app, ["search", "--task", "wmt14.en-de", "--hw", "titanxp", "--latency", "200ms", "--predictor", str(path)])
+    assert result.exit_code == 2
+    assert "hat data --task wmt14.en-de" in " ".join(result.output.split())
 
 
 def test_verify_measures_the_winner_on_this_cpu(demo_inputs, tmp_path):
