@@ -429,6 +429,13 @@ class SubTransformerConfig:
 def load_architecture(spec: str | Path) -> SubTransformerConfig:
     """Resolve an ARCH argument: a YAML path, or a published model name (zoo) when the zoo is present."""
     path = Path(spec)
+    if path.is_dir():  # a model directory: its config.json records the architecture
+        from hat_cli.modelio import read_metadata
+
+        meta = read_metadata(path)
+        if meta.get("kind") != "subtransformer":
+            raise HatError(f"{path} holds a {meta.get('kind')}, not a SubTransformer architecture.")
+        return SubTransformerConfig.from_dict(meta["arch"])
     if path.suffix in (".yml", ".yaml") or path.exists():
         return SubTransformerConfig.from_yaml(path)
     try:
