@@ -118,6 +118,7 @@ def test_unreachable_host_names_the_url(tmp_path):
 def test_dropbox_links_are_made_direct():
     assert direct_url("https://www.dropbox.com/s/abc/x.tgz?dl=0") == "https://www.dropbox.com/s/abc/x.tgz?dl=1"
     assert direct_url("http://statmt.org/wmt14/test-full.tgz") == "http://statmt.org/wmt14/test-full.tgz"
+    assert direct_url(RECIPES["wmt14.en-de"].sources[0].url).endswith("id=0B_bZck-ksdkpM25jRUN2X2UxMm8&confirm=t")
 
 
 # -- the recipes, each from a server holding its sources in the real layout ------------------------------

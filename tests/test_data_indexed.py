@@ -23,6 +23,7 @@ def test_exact_bytes_of_a_small_dataset(tmp_path):
     ds = IndexedDataset(prefix)
     assert len(ds) == 2 and ds.sizes.tolist() == [3, 2]
     assert ds[1].dtype == np.int64 and ds[1].tolist() == [7, 2] and ds[-1].tolist() == [7, 2]
+    assert ds.count(2) == 2 and ds.count(5) == 1 and ds.num_tokens == 5
     assert not list(tmp_path.glob(".*tmp"))
 
 

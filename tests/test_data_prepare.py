@@ -124,6 +124,13 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_joined_task_rejects_two_different_dictionaries(tmp_path):
+    data_bin = require(IWSLT / "data-bin")
+    result = runner.invoke(app, ["data", "--task", "multi30k.de-en", "--from-dir", str(IWSLT), "--srcdict", str(data_bin / "dict.de.txt"),
+                                 "--tgtdict", str(data_bin / "dict.en.txt"), "--data-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "differ" in result.output
+
+
 def test_half_a_split_is_rejected(tmp_path):
     (tmp_path / "valid.de").write_text("a\n")
     result = runner.invoke(app, ["data", "--task", "iwslt14.de-en", "--from-dir", str(tmp_path), "--data-dir", str(tmp_path / "o")])

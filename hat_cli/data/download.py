@@ -37,13 +37,17 @@ class Source:
 
 
 def direct_url(url: str) -> str:
-    """Dropbox share links (``?dl=0``) serve an HTML preview; ``dl=1`` serves the file itself."""
+    """Links that serve a web page to scripts, made direct: Dropbox share links (``?dl=0``) need
+    ``dl=1``; Google Drive needs ``confirm=t`` to skip its "too large to scan" page."""
     parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
     if parts.netloc.endswith("dropbox.com"):
-        query = urllib.parse.parse_qs(parts.query)
         query["dl"] = ["1"]
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, doseq=True)))
-    return url
+    elif parts.netloc == "drive.google.com" and "id" in query:
+        query["confirm"] = ["t"]
+    else:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, doseq=True)))
 
 
 def mirrored_url(source: Source, mirror: str | None) -> str:

@@ -112,6 +112,8 @@ def build_dictionaries(recipe: Recipe, src: str, tgt: str, train: dict[str, list
     """fairseq-preprocess's rules: given dictionaries win; a joined dictionary comes from --srcdict,
     else --tgtdict (the authors' file for WMT'14 En-Fr / WMT'19), else both training sides."""
     if recipe.joined_dictionary:
+        if srcdict and tgtdict and srcdict.read_bytes() != tgtdict.read_bytes():
+            raise HatError(f"Task '{recipe.task}' shares one dictionary between {src} and {tgt}, but --srcdict and --tgtdict differ.")
         given = srcdict or tgtdict or published
         if given is not None:
             d = Dictionary.load(given)
