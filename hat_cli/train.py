@@ -509,15 +509,23 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
             save_now = updates % cfg.save_interval_updates == 0 or updates == cfg.max_updates
             if log_now or validate_now or save_now:
                 # One host sync per window: losses, norm and an honest clock.
-                loss_bits = window_loss.item() / max(window_tokens, 1) / LN2
-                nll_bits = window_nll.item() / max(window_tokens, 1) / LN2
+                sums = torch.stack([window_loss, window_nll])
+                if dist_ctx.world_size > 1:  # each rank summed its own batches; the token count is global
+                    import torch.distributed as dist
+
+                    dist.all_reduce(sums)
+                loss_sum, nll_sum = sums.tolist()
+                loss_bits = loss_sum / max(window_tokens, 1) / LN2
+                nll_bits = nll_sum / max(window_tokens, 1) / LN2
                 mean_norm = window_norm.item() / max(window_updates, 1)
                 elapsed = time.perf_counter() - window_start
                 train_seconds += elapsed
                 total_tokens += window_tokens
-                if on_progress is not None and dist_ctx.is_main:
-                    on_progress(Progress(updates, cfg.max_updates, loss_bits, nll_bits, lr,
-                                         window_tokens / max(elapsed, 1e-9), mean_norm))
+                report = Progress(updates, cfg.max_updates, loss_bits, nll_bits, lr, window_tokens / max(elapsed, 1e-9), mean_norm)
+                if dist_ctx.is_main:
+                    _append_log(save_dir, report)
+                    if on_progress is not None:
+                        on_progress(report)
                 if not math.isfinite(loss_bits):
                     raise HatError(f"The training loss became {loss_bits} at update {updates}; lower the learning rate "
                                    "or use bf16/fp32 instead of fp16.")
@@ -525,8 +533,11 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
                 window_tokens, window_updates = 0, 0
                 if validate_now:
                     valid_loss, valid_nll = validate()
-                    if on_progress is not None and dist_ctx.is_main:
-                        on_progress(Progress(updates, cfg.max_updates, loss_bits, nll_bits, lr, 0.0, mean_norm, dict(valid_loss)))
+                    if dist_ctx.is_main:
+                        report = Progress(updates, cfg.max_updates, loss_bits, nll_bits, lr, 0.0, mean_norm, dict(valid_loss))
+                        _append_log(save_dir, report)
+                        if on_progress is not None:
+                            on_progress(report)
                 if save_now:
                     saved = save(updates, position, {"valid_loss": valid_loss, "train_loss": loss_bits})
                     last_saved = saved or last_saved
@@ -559,6 +570,17 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
         averaged=averaged,
         warnings=warnings,
     )
+
+
+def _append_log(save_dir: Path, report: Progress) -> None:
+    """One JSON line per log window / validation in ``<save_dir>/train_log.jsonl`` (an append-only log;
+    after a resume, windows past the last checkpoint appear twice, the later lines being the ones kept)."""
+    import json
+    from dataclasses import asdict
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    with open(save_dir / "train_log.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({**asdict(report), "time": time.time()}) + "\n")
 
 
 def _sync(device: torch.device) -> None:
