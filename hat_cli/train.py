@@ -421,6 +421,11 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
     warnings: list[str] = []
     previous = ckpt.latest_checkpoint(save_dir) if run.resume else None
     if previous is not None:
+        saved_run = ckpt.read_state(previous).get("run", {})
+        for key, now in (("task", run.task.name), ("kind", run.kind), ("arch", run.arch.to_dict() if run.arch else None)):
+            if key in saved_run and saved_run[key] != now:
+                raise HatError(f"{previous} belongs to another run ({key} {saved_run[key]!r}, this run {now!r}); "
+                               "choose another --save-dir or pass --no-resume.")
         state = ckpt.load_checkpoint(previous, model, optimizer)
         updates, resumed_from = int(state["updates"]), int(state["updates"])
         epoch, offset = int(state["position"]["epoch"]), int(state["position"]["offset"])

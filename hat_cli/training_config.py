@@ -113,10 +113,12 @@ _ALIASES = {
 }
 
 # ------------------------------------------------------------------------------------------------ published
-# HAT-SPEC §3.2, configs/<task>/supertransformer/*.yml. WMT: 8 GPUs x update-freq 16 x 4096 tokens.
+# HAT-SPEC §3.2, configs/<task>/supertransformer/*.yml. WMT published: 8 GPUs x update-freq 16 x 4096 tokens
+# = 524k tokens per update. Our default reaches the same tokens per update on ONE GPU with big micro-batches
+# (32768 x 16); with N GPUs pass --update-freq 16/N to keep it.
 _WMT_SUPER = dict(
     max_updates=40000, warmup_updates=10000, lr_scheduler="cosine", lr=1e-3, min_lr=1e-7, warmup_init_lr=1e-7,
-    weight_decay=0.0, clip_norm=0.0, dropout=0.3, attention_dropout=0.1, max_tokens=4096, update_freq=16,
+    weight_decay=0.0, clip_norm=0.0, dropout=0.3, attention_dropout=0.1, max_tokens=32768, update_freq=16,
     keep_last=20,
 )
 # IWSLT: inverse_sqrt 5e-4, wd 1e-4, clip-norm left at fairseq's default 25, 1 GPU, fp32 published.

@@ -78,6 +78,15 @@ def demo_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def generated_demo(tmp_path_factory) -> Path:
+    """The offline `demo` task exactly as `hat data --task demo` prepares it."""
+    out = tmp_path_factory.mktemp("hat-data-demo")
+    result = CliRunner().invoke(app, ["data", "--task", "demo", "--data-dir", str(out), "--json"], env=_env())
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
 def tiny_space(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("space") / "tiny.yml"
     path.write_text(TINY_SPACE)
@@ -175,14 +184,14 @@ def test_train_super_in_process_reports_and_saves_a_loadable_supertransformer(de
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["compact", "inside-supernet"])
-def test_train_sub_from_yaml_on_demo(demo_data, tmp_path, inside):
+def test_train_sub_from_yaml_on_demo(generated_demo, tmp_path, inside):
     from hat_cli.modelio import load_model
     from hat_cli.space import SearchSpace
 
     arch = SearchSpace.builtin("demo").smallest()
     yml = tmp_path / "small.yml"
     arch.save_yaml(yml)
-    args = ["train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(demo_data), "--save-dir",
+    args = ["train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(generated_demo), "--save-dir",
             str(tmp_path / "run"), "--max-updates", "4", "--max-tokens", "300", "--warmup-updates", "2",
             "--save-interval", "2", "--average-last", "2", "--json"]
     if inside:
@@ -227,3 +236,17 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, demo_data):
     SearchSpace.builtin("space0").largest().save_yaml(big)
     r = runner.invoke(app, ["train-sub", "--task", "demo", "--arch", str(big), "--data-dir", str(demo_data)], env=_env())
     assert r.exit_code == 2 and "does not fit" in r.text
+
+
+def test_resuming_into_another_runs_directory_is_refused(generated_demo, tmp_path):
+    from hat_cli.space import SearchSpace
+
+    yml = tmp_path / "small.yml"
+    SearchSpace.builtin("demo").smallest().save_yaml(yml)
+    common = ["--task", "demo", "--data-dir", str(generated_demo), "--save-dir", str(tmp_path / "run"),
+              "--max-updates", "2", "--max-tokens", "300", "--warmup-updates", "1"]
+    first = CliRunner().invoke(app, ["train-sub", "--arch", str(yml), *common], env=_env())
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(app, ["train-super", *common], env=_env())
+    assert second.exit_code == 2
+    assert "belongs to another run" in " ".join(second.output.split())

@@ -46,3 +46,10 @@ def test_bad_overrides_are_clear_errors(tmp_path):
         resolve_training_config("demo", "super", cli_overrides={"precision": "fp8"})
     with pytest.raises(HatError, match="larger than warmup"):
         resolve_training_config("wmt14.en-de", "super", cli_overrides={"max_updates": 100})
+
+
+def test_wmt_default_batch_is_the_published_tokens_per_update_on_one_gpu():
+    cfg = resolve_training_config("wmt14.en-de", "super")
+    assert cfg.max_tokens * cfg.update_freq == 8 * 16 * 4096  # published: 8 GPUs x 16 x 4096
+    iwslt = resolve_training_config("iwslt14.de-en", "super")
+    assert (iwslt.max_tokens, iwslt.update_freq) == (4096, 1)
