@@ -47,6 +47,9 @@ class Stages:
             self.timings[name] = round(self.timings.get(name, 0.0) + now - since, 3)
         self._current = (description, now) if description else None
 
+    def finish(self) -> None:
+        self._mark(None)
+
     def stage(self, description: str, total: int | None) -> Callable[[int], None]:
         self._mark(description.split(" (")[0])
         if self.progress is None:
@@ -289,13 +292,14 @@ def prepare_task(
             orig = out_dir / "orig"
             if from_dir is None:
                 _fetch_sources(recipe, orig, stages, mirror)
-            roots = [from_dir] if from_dir is not None else [orig]
-            text = recipe.build(Workspace(roots, orig, ctx), ctx)
+            # The authors' dictionary is fetched before the (long) processing so a failure shows early.
             if recipe.published_dict is not None and not (srcdict or tgtdict):
                 published = find_file([from_dir], recipe.published_dict.filename) if from_dir else None
                 if published is None:
                     published = download(recipe.published_dict, orig, mirror=mirror,
                                          progress=stages.bytes_stage(f"download {recipe.published_dict.filename}"))
+            roots = [from_dir] if from_dir is not None else [orig]
+            text = recipe.build(Workspace(roots, orig, ctx), ctx)
         if keep_text and mode in ("raw", "generated"):
             for split, sides in text.items():
                 for lang, lines in sides.items():
@@ -303,7 +307,7 @@ def prepare_task(
         dicts = build_dictionaries(recipe, src, tgt, text.get("train"), srcdict, tgtdict, published)
         splits = write_binarized(out_dir, text, dicts, src, tgt, stages)
 
-    stages._mark(None)
+    stages.finish()
     dictionaries = {}
     for lang in (src, tgt):
         d = Dictionary.load(out_dir / f"dict.{lang}.txt")
