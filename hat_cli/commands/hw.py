@@ -1,17 +1,54 @@
-"""`hat hw`: hardware backends."""
+"""`hat hw`: hardware backends (plugins)."""
 
 from __future__ import annotations
 
 import typer
 
-from hat_cli.console import handle_errors
-from hat_cli.errors import NotImplementedYet
+from hat_cli.commands._options import JSON
+from hat_cli.console import console, emit_json, handle_errors
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("list")
 @handle_errors
-def list_hardware() -> None:
-    """List the hardware plugins (not implemented yet)."""
-    raise NotImplementedYet("`hat hw list` is not implemented yet.")
+def list_hardware(json_output: bool = JSON) -> None:
+    """List the hardware backends the installed plugins provide, and where each comes from.
+
+    HAT_PLUGINS=name1,name2 limits which plugins (entry points of the group `hat`) are loaded.
+    """
+    from hat_cli.hardware import load_hardware
+
+    registry = load_hardware()
+    for failure in registry.failures:
+        console.print(f"[yellow]warning:[/] hardware plugin '{failure.name}' ({failure.source}) was skipped: {failure.error}", highlight=False)
+    rows = [
+        {
+            "name": b.name,
+            "description": b.description,
+            "source": b.source,
+            "device": b.device,
+            "precision": b.precision,
+            "lat_norm": b.lat_norm,
+            "local": b.local,
+        }
+        for b in sorted(registry.backends.values(), key=lambda b: b.name)
+    ]
+    rows += [
+        {"name": f.name, "description": "(failed to load)", "source": f.source, "error": f.error}
+        for f in registry.failures
+    ]
+    if json_output:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="hardware backends")
+    for column in ("name", "device", "description", "source"):
+        table.add_column(column)
+    for row in rows:
+        if "error" in row:
+            table.add_row(f"[red]{row['name']}[/]", "-", f"[red]failed: {row['error']}[/]", row["source"])
+        else:
+            table.add_row(row["name"], f"{row['device']} {row['precision']}", row["description"], row["source"])
+    console.print(table)

@@ -1,18 +1,154 @@
-"""`hat latency`."""
+"""`hat collect-latency` and `hat fit-predictor`."""
 
 from __future__ import annotations
 
-from hat_cli.console import handle_errors
-from hat_cli.errors import NotImplementedYet
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hat_cli.commands._options import JSON
+from hat_cli.console import console, emit_json, handle_errors, make_progress
+from hat_cli.errors import HatError
 
 
 @handle_errors
-def collect_latency() -> None:
-    """(not implemented yet)"""
-    raise NotImplementedYet("`hat collect-latency` is not implemented yet.")
+def collect_latency(
+    hw: str = typer.Option(..., "--hw", help="Hardware backend (see `hat hw list`)."),
+    task: str = typer.Option(..., "--task", "-t", help="Task whose latency space, dummy length and vocabulary are used."),
+    samples: int = typer.Option(..., "--samples", "-n", help="Sampled architectures the CSV should hold (a resumed run continues up to this many)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="CSV to append to (default: latency_dataset/<task>_<hw>.csv)."),
+    seed: int = typer.Option(1, "--seed", help="Sample i is drawn from (seed, i), so resuming continues the same sequence."),
+    reference_every: int = typer.Option(50, "--reference-every", help="Re-measure a fixed reference architecture every K samples to expose drift (0 = off)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="inference (eval + torch.inference_mode, default) or published (HAT's training mode + autograd)."),
+    repetitions: Optional[int] = typer.Option(None, "--repetitions", help="Timed runs per architecture (default: the backend's protocol)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up runs (default: the backend's protocol)."),
+    json_output: bool = JSON,
+) -> None:
+    """Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."""
+    import dataclasses
+
+    from hat_cli.hardware import get_backend
+    from hat_cli.space import SearchSpace
+    from hat_cli.tasks import get_task
+
+    backend = get_backend(hw)
+    the_task = get_task(task)
+    if samples < 1:
+        raise HatError(f"--samples must be at least 1, got {samples}.")
+    protocol = backend.protocol
+    if repetitions is not None:
+        if repetitions < 1:
+            raise HatError(f"--repetitions must be at least 1, got {repetitions}.")
+        protocol = dataclasses.replace(protocol, repetitions=repetitions)
+    if warmup is not None:
+        if warmup < 0:
+            raise HatError(f"--warmup must be 0 or more, got {warmup}.")
+        protocol = dataclasses.replace(protocol, warmup=warmup)
+    backend = dataclasses.replace(backend, protocol=protocol)
+    warning = backend.foreign_device_warning()
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    space = SearchSpace.builtin(the_task.latency_space)
+    path = csv_path or backend.default_dataset(the_task.name)
+
+    import torch
+
+    from hat_cli import latency_dataset
+    from hat_cli.latency import LatencyMeter
+
+    meter = LatencyMeter(backend, the_task, space.shape, mode=mode)
+    metadata = {
+        "hardware": backend.name,
+        "device": meter.describe_device(),
+        "precision": backend.precision,
+        "mode": meter.mode,
+        "threads": meter.threads,
+        "repetitions": protocol.repetitions,
+        "torch_version": torch.__version__,
+        "task": the_task.name,
+        "seed": seed,
+    }
+    console.print(f"measuring on {metadata['device']} with '{backend.name}' ({meter.mode} mode) -> {path}", highlight=False)
+    with make_progress() as progress:
+        bar = progress.add_task("collect-latency", total=samples, info="")
+
+        def on_progress(done: int, total: int, latency_ms):
+            progress.update(bar, completed=done, info=f"last {latency_ms:.1f} ms" if latency_ms else "")
+
+        result = latency_dataset.collect(
+            Path(path), space, meter.measure, samples, seed, {k: str(v) for k, v in metadata.items()},
+            reference_every=reference_every, on_progress=on_progress,
+        )
+    drift = result.drift()
+    if drift and drift["reference_spread_pct"] > 5.0:
+        console.print(f"[yellow]warning:[/] the reference architecture varied by {drift['reference_spread_pct']:.1f}% during collection (drift).", highlight=False)
+    console.print(f"{result.rows} architectures in {result.csv} ({result.new_rows} rows written now)", highlight=False)
+    if json_output:
+        emit_json({"csv": str(result.csv), "rows": result.rows, "new_rows": result.new_rows, "hardware": backend.name,
+                   "task": the_task.name, "seed": seed, "device": metadata["device"], "mode": meter.mode, "drift": drift})
 
 
 @handle_errors
-def fit_predictor() -> None:
-    """(not implemented yet)"""
-    raise NotImplementedYet("`hat fit-predictor` is not implemented yet.")
+def fit_predictor(
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Latency CSV (HAT's or hat's)."),
+    hw: Optional[str] = typer.Option(None, "--hw", help="With --task: use latency_dataset/<task>_<hw>.csv."),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="With --hw: use latency_dataset/<task>_<hw>.csv."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Evaluate on this other CSV instead of the held-out 10%."),
+    model: str = typer.Option("layer-cost", "--model", help="layer-cost (default: ridge on per-layer cost terms) or hat-mlp (HAT's recipe)."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the 80/10/10 split and of the model."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictor directory (default: next to the dataset, <name>.predictor)."),
+    lat_norm: Optional[float] = typer.Option(None, "--lat-norm", help="HAT's latency normalisation in ms (default: the hardware's, else 300)."),
+    json_output: bool = JSON,
+) -> None:
+    """Fit a latency predictor on a seeded 80/10/10 split and report held-out RMSE, MAPE and within-10%."""
+    from hat_cli import predictor as P
+    from hat_cli.latency_dataset import read_latency_csv
+
+    if model not in P.MODEL_KINDS:
+        raise HatError(f"Unknown predictor model '{model}'; choose one of: {', '.join(P.MODEL_KINDS)}.")
+    backend = None
+    if dataset is None:
+        if not (hw and task):
+            raise HatError("Give --dataset CSV, or --hw and --task for the default latency_dataset/<task>_<hw>.csv.")
+        from hat_cli.hardware import get_backend
+        from hat_cli.tasks import get_task
+
+        backend = get_backend(hw)
+        dataset = backend.default_dataset(get_task(task).name)
+        if out is None:
+            out = backend.default_predictor_path(get_task(task).name)
+    elif hw:
+        from hat_cli.hardware import get_backend
+
+        backend = get_backend(hw)
+    rows = P.LatencyRows.from_table(read_latency_csv(dataset))
+    test_rows = P.LatencyRows.from_table(read_latency_csv(test)) if test else None
+    norm = lat_norm or (backend.lat_norm if backend else _guess_lat_norm(dataset))
+    out = out or Path(dataset).with_suffix(".predictor")
+    with make_progress(transient=True) as progress:
+        bar = progress.add_task(f"fit {model}", total=5000 if model == "hat-mlp" else 1, info="")
+        report = P.fit_and_evaluate(rows, model, seed, norm, test_rows, progress=lambda done, total: progress.update(bar, completed=done))
+        progress.update(bar, completed=progress.tasks[0].total)
+    report.predictor.training.update({"dataset": str(dataset), "test_dataset": str(test) if test else None, "holdout": report.holdout, "test": report.test})
+    report.predictor.save(out)
+    plot = Path(out) / P.PLOT_FILE
+    title = f"{model} on {Path(test or dataset).name}: RMSE {report.test['rmse_ms']:.2f} ms, within 10% {report.test['within_10pct']:.1%}"
+    plotted = P.plot_predictions(report.test_predicted, report.test_measured, plot, title)
+    t = report.test
+    console.print(
+        f"{model}: RMSE {t['rmse_ms']:.3f} ms, MAPE {t['mape']:.2%}, within ±10% {t['within_10pct']:.1%} on {t['n']} held-out rows "
+        f"(fit {report.seconds:.2f} s) -> {out}",
+        highlight=False,
+    )
+    if json_output:
+        emit_json({"predictor": str(out), "model": model, "test": t, "holdout": report.holdout, "split": report.split,
+                   "seed": seed, "fit_seconds": report.seconds, "plot": str(plot) if plotted else None, "lat_norm": norm})
+
+
+def _guess_lat_norm(dataset: Path) -> float:
+    name = Path(dataset).name
+    for key, norm in (("raspberrypi", 5000.0), ("titanxp", 200.0), ("xeon", 300.0)):
+        if key in name:
+            return norm
+    return 300.0

@@ -1,0 +1,233 @@
+"""HAT's latency measurement protocol (HAT-SPEC §4.1-4.2) on the extracted standalone SubTransformer.
+
+Batch 1, a dummy source [2, 7, 7, ...] of the task's length L (30 WMT, 23 IWSLT); the encoder once; the
+decoder incrementally for L steps with `beam` hypotheses at once, each step including the projection to
+the full vocabulary (no softmax, no beam bookkeeping). Warm-up runs, then timed repetitions of encoder
+and decoder separately, each trimmed (sort, drop the fastest floor(0.1 n) and the slowest max(1,
+floor(0.1 n))) to a mean and a population std.
+
+Modes: ``inference`` (default) = eval mode under ``torch.inference_mode()``, what a deployed model does;
+``published`` = training mode with autograd on, the way HAT's scripts timed (HAT-SPEC §12.10), for
+reproducing published numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from hat_cli.errors import HatError
+from hat_cli.space import SuperShape, SubTransformerConfig
+from hat_cli.tasks import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hat_cli.hardware import Backend, MeasurementProtocol
+
+MODES = ("inference", "published")
+
+# Vocabulary sizes used for the timed output projection (the V x D matmul dominates the decoder).
+# WMT'14 En-De: joined 32768 (HAT-SPEC §7.5); En-Fr / WMT'19 dictionaries are not available here, so
+# they use the same 32768 (an assumption, stated in the CSV via the task). IWSLT: 8848 de / 6632 en.
+TASK_VOCAB: dict[str, tuple[int, int]] = {
+    "iwslt14.de-en": (8848, 6632),
+    "wmt14.en-de": (32768, 32768),
+    "wmt14.en-fr": (32768, 32768),
+    "wmt19.en-de": (32768, 32768),
+    "multi30k.de-en": (10000, 10000),
+    "demo": (128, 128),
+}
+
+
+@dataclass(frozen=True)
+class TrimmedStats:
+    mean: float
+    std: float
+    kept: int
+
+
+@dataclass(frozen=True)
+class LatencyMeasurement:
+    """Encoder and decoder latency of one architecture, in ms (trimmed means and stds)."""
+
+    encoder_ms: float
+    decoder_ms: float
+    encoder_std_ms: float
+    decoder_std_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.encoder_ms + self.decoder_ms
+
+    def to_dict(self) -> dict[str, float]:
+        return {"encoder": self.encoder_ms, "decoder": self.decoder_ms, "total": self.total_ms}
+
+
+def trimmed(values: list[float], fraction: float = 0.1) -> TrimmedStats:
+    """HAT's latency_dataset trimming: drop floor(f n) lowest and max(1, floor(f n)) highest values."""
+    if not values:
+        raise HatError("No latency values to average.")
+    ordered = sorted(values)
+    cut = int(math.floor(fraction * len(ordered)))
+    kept = ordered[cut : len(ordered) - max(1, cut)]
+    if not kept:  # fewer than 2 runs: nothing survives HAT's rule, keep the median instead
+        kept = [statistics.median(ordered)]
+    return TrimmedStats(statistics.fmean(kept), statistics.pstdev(kept) if len(kept) > 1 else 0.0, len(kept))
+
+
+def vocab_sizes(task: Task) -> tuple[int, int]:
+    return TASK_VOCAB.get(task.name, (32768, 32768))
+
+
+class LatencyMeter:
+    """Times architectures with one backend's protocol on this machine (one meter, many architectures)."""
+
+    def __init__(
+        self,
+        backend: "Backend",
+        task: Task,
+        super_shape: SuperShape,
+        mode: Optional[str] = None,
+        device_index: int = 0,
+        seed: int = 0,
+    ):
+        import torch
+
+        self.backend = backend
+        self.task = task
+        self.super_shape = super_shape
+        self.mode = mode or backend.default_mode
+        if self.mode not in MODES:
+            raise HatError(f"Measurement mode '{self.mode}' is unknown; use one of: {', '.join(MODES)}.")
+        self.protocol: MeasurementProtocol = backend.protocol
+        self.length = task.dummy_length
+        self.src_vocab, self.tgt_vocab = vocab_sizes(task)
+        if task.share_all_embeddings:
+            self.src_vocab = self.tgt_vocab = max(self.src_vocab, self.tgt_vocab)
+        if backend.device == "cuda":
+            if not torch.cuda.is_available():
+                raise HatError(f"Hardware '{backend.name}' measures on a CUDA GPU, but this machine has none; use --hw cpu.")
+            self.device = torch.device("cuda", device_index)
+        else:
+            self.device = torch.device("cpu")
+        if backend.threads is not None and backend.device == "cpu":
+            torch.set_num_threads(backend.threads)
+        self.threads = torch.get_num_threads()
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[backend.precision]
+        self.seed = seed
+
+    # ------------------------------------------------------------------------------------- metadata
+    def describe_device(self) -> str:
+        import platform
+
+        import torch
+
+        if self.device.type == "cuda":
+            return f"cuda:{self.device.index} {torch.cuda.get_device_name(self.device)}"
+        return f"cpu {platform.machine()} {self.threads} threads"
+
+    # ------------------------------------------------------------------------------------- measuring
+    def build(self, config: SubTransformerConfig):
+        """A compact random SubTransformer of ``config`` on the backend's device and precision."""
+        import torch
+
+        from hat_cli.model import TransformerModel
+
+        torch.manual_seed(self.seed)
+        model = TransformerModel.subtransformer(
+            config, self.super_shape, self.src_vocab, self.tgt_vocab, self.task.share_all_embeddings
+        )
+        model = model.to(device=self.device, dtype=self.dtype)
+        model.train(self.mode == "published")  # HAT timed in training mode (dropout on)
+        return model
+
+    def _context(self):
+        import torch
+
+        if self.mode == "published":
+            return torch.enable_grad()  # HAT built autograd graphs while timing
+        return torch.inference_mode()
+
+    def _timer(self):
+        import torch
+
+        if self.device.type == "cuda":
+            return _CudaTimer(torch, self.device)
+        return _WallTimer()
+
+    def measure(self, config: SubTransformerConfig, model: Any = None) -> LatencyMeasurement:
+        """Encoder and decoder latency of ``config`` (HAT-SPEC §4.2), in ms."""
+        import torch
+
+        p = self.protocol
+        model = model if model is not None else self.build(config)
+        length = self.length
+        src = torch.tensor([[p.eos] + [p.source_token] * (length - 1)], device=self.device)
+        prev = torch.tensor([[p.source_token] * (length - 1) + [p.eos]] * p.beam, device=self.device)
+        beam_index = torch.zeros(p.beam, dtype=torch.long, device=self.device)
+        timer = self._timer()
+        from hat_cli.model import DecoderCache
+
+        with self._context():
+            enc = None
+            for _ in range(p.warmup):
+                enc = model.encode(src, config)
+            encoder_times = []
+            for _ in range(p.repetitions):
+                timer.start()
+                enc = model.encode(src, config)
+                encoder_times.append(timer.stop())
+            for _ in range(p.warmup):  # untimed full-length (non-incremental) decoder runs, as HAT did
+                model.decode(prev, enc.reorder(beam_index), config)
+            decoder_times = []
+            for _ in range(p.repetitions):
+                beam_enc = enc.reorder(beam_index)  # fresh per run: enc-attn keys are computed inside the timing
+                cache = DecoderCache()
+                timer.start()
+                for step in range(1, length + 1):
+                    model.decode(prev[:, :step], beam_enc, config, cache=cache)
+                decoder_times.append(timer.stop())
+        e = trimmed(encoder_times, p.trim_fraction)
+        d = trimmed(decoder_times, p.trim_fraction)
+        return LatencyMeasurement(e.mean, d.mean, e.std, d.std)
+
+
+class _WallTimer:
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        return (time.perf_counter() - self._t0) * 1000.0
+
+
+class _CudaTimer:
+    def __init__(self, torch, device):
+        self._torch = torch
+        self._begin = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+        self._device = device
+
+    def start(self) -> None:
+        self._begin.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        self._torch.cuda.synchronize(self._device)
+        return float(self._begin.elapsed_time(self._end))
+
+
+def measure_latency(
+    config: SubTransformerConfig,
+    backend: "Backend",
+    task: Task,
+    super_shape: Optional[SuperShape] = None,
+    mode: Optional[str] = None,
+) -> LatencyMeasurement:
+    """One-shot convenience: time ``config`` with ``backend``'s protocol on this machine."""
+    from hat_cli.space import SearchSpace
+
+    shape = super_shape or SearchSpace.builtin(task.latency_space).shape
+    return LatencyMeter(backend, task, shape, mode=mode).measure(config)

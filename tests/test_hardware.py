@@ -1,0 +1,125 @@
+"""Hardware plugins: entry points, the example third-party package, broken plugins, HAT_PLUGINS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from hat_cli.errors import HatError
+from hat_cli.hardware import Backend, hookimpl, load_hardware
+
+BUILTINS = {"raspberrypi", "xeon", "titanxp", "cpu", "cuda"}
+
+
+def _run_hat(args, env_extra=None, pythonpath=None):
+    env = dict(os.environ, HAT_NO_PROGRESS="1")
+    env.pop("HAT_PLUGINS", None)
+    env.update(env_extra or {})
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_builtins_register_through_entry_points():
+    registry = load_hardware()
+    assert BUILTINS <= set(registry.backends)
+    assert registry.backends["xeon"].lat_norm == 300
+    assert registry.backends["titanxp"].lat_norm == 200
+    assert registry.backends["raspberrypi"].lat_norm == 5000
+    assert registry.backends["cuda"].device == "cuda" and registry.backends["cpu"].device == "cpu"
+    assert registry.backends["xeon"].source.startswith("hat-cli ")
+    assert not registry.backends["xeon"].local and registry.backends["cpu"].local
+    assert "named devices" or registry.backends["raspberrypi"].foreign_device_warning()
+    assert "describe this machine" in registry.backends["raspberrypi"].foreign_device_warning()
+    assert registry.backends["cpu"].foreign_device_warning() is None
+
+
+def _example_installed() -> bool:
+    return any(ep.name == "cpu1" for ep in entry_points(group="hat"))
+
+
+@pytest.mark.skipif(not _example_installed(), reason="examples/hat-hw-example is not installed (pip install -e examples/hat-hw-example)")
+def test_hw_list_shows_the_example_plugin_with_its_distribution():
+    result = _run_hat(["hw", "list", "--json"])
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert BUILTINS | {"cpu1"} <= set(rows)
+    assert rows["cpu1"]["source"].startswith("hat-hw-example 0.1.0")
+    assert rows["xeon"]["source"].startswith("hat-cli")
+    assert all({"name", "description", "source"} <= set(r) for r in rows.values())
+
+
+def test_hat_plugins_env_limits_which_plugins_load():
+    result = _run_hat(["hw", "list", "--json"], {"HAT_PLUGINS": "cpu,xeon"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["name"] for r in json.loads(result.stdout)) == ["cpu", "xeon"]
+
+
+def _broken_plugin_dir(tmp_path: Path, how: str) -> Path:
+    """A fake installed distribution whose entry point names a module that raises on import or in its hook."""
+    site = tmp_path / "site"
+    dist_info = site / "hat_broken_plugin-0.0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: hat-broken-plugin\nVersion: 0.0.1\n")
+    (dist_info / "entry_points.txt").write_text("[hat]\nbrokenhw = hat_broken_plugin\n")
+    if how == "import":
+        body = "raise RuntimeError('this plugin is broken on purpose')\n"
+    else:
+        body = textwrap.dedent(
+            """
+            from hat_cli.hardware import hookimpl
+
+            @hookimpl
+            def register_hardware(register):
+                raise ValueError('hook exploded on purpose')
+            """
+        )
+    (site / "hat_broken_plugin.py").write_text(body)
+    return site
+
+
+@pytest.mark.parametrize("how,message", [("import", "broken on purpose"), ("hook", "hook exploded on purpose")])
+def test_broken_plugin_is_reported_by_name_and_the_cli_keeps_working(tmp_path, how, message):
+    site = _broken_plugin_dir(tmp_path, how)
+    result = _run_hat(["hw", "list", "--json"], pythonpath=site)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert "brokenhw" in rows and message in rows["brokenhw"]["error"]
+    assert "hat-broken-plugin 0.0.1" in rows["brokenhw"]["source"]
+    assert BUILTINS <= set(rows)  # the others still load
+    assert "brokenhw" in result.stderr and "skipped" in result.stderr
+    # Other commands still run, and the unknown-hardware message names the broken plugin.
+    result = _run_hat(["collect-latency", "--hw", "brokenhw", "--task", "iwslt14.de-en", "--samples", "1"], pythonpath=site)
+    assert result.returncode == 2
+    assert "brokenhw" in result.stderr and "xeon" in result.stderr
+
+
+def test_unknown_hardware_names_the_known_ones():
+    with pytest.raises(HatError, match="known hardware: .*cpu.*xeon"):
+        load_hardware().get("tpu9000")
+
+
+class _DuplicatePlugin:
+    @hookimpl
+    def register_hardware(self, register):
+        register(Backend(name="cpu", description="a second cpu"))
+        register(Backend(name="npu0", description="an extra device", device="cpu", threads=1))
+
+
+def test_in_process_plugin_and_duplicate_names():
+    registry = load_hardware(extra_plugins=(_DuplicatePlugin(),))
+    assert registry.backends["npu0"].threads == 1
+    assert registry.backends["cpu"].description != "a second cpu"  # the first registration wins
+    assert any("already registered" in f.error for f in registry.failures)
+
+
+def test_backend_rejects_unknown_device():
+    with pytest.raises(HatError, match="device must be"):
+        Backend(name="x", description="x", device="tpu")

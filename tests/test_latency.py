@@ -1,0 +1,183 @@
+"""Latency protocol, the latency CSV (HAT's header, resume, torn lines, drift rows) and `hat collect-latency`."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hat_cli.errors import HatError
+from hat_cli.hardware import get_backend
+from hat_cli.latency import LatencyMeter, trimmed
+from hat_cli.latency_dataset import (
+    HAT_COLUMNS,
+    collect,
+    config_from_row,
+    header_for,
+    read_latency_csv,
+    reference_config,
+    sample_config,
+)
+from hat_cli.space import SearchSpace
+from hat_cli.tasks import get_task
+
+HAT_HEADER = (
+    "encoder_embed_dim,encoder_layer_num,encoder_ffn_embed_dim_avg,encoder_self_attention_heads_avg,"
+    "decoder_embed_dim,decoder_layer_num,decoder_ffn_embed_dim_avg,decoder_self_attention_heads_avg,"
+    "decoder_ende_attention_heads_avg,decoder_arbitrary_ende_attn_avg,latency_mean_encoder,latency_mean_decoder,"
+    "latency_std_encoder,latency_std_decoder"
+)
+
+
+def _hat(args, timeout=180):
+    env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    env.pop("HAT_PLUGINS", None)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    task = get_task("demo")
+    space = SearchSpace.builtin(task.latency_space)
+    backend = get_backend("cpu")
+    backend = dataclasses.replace(backend, protocol=dataclasses.replace(backend.protocol, warmup=0, repetitions=2))
+    return task, space, LatencyMeter(backend, task, space.shape)
+
+
+def _metadata(seed=1):
+    return {"hardware": "cpu", "device": "cpu test", "precision": "fp32", "mode": "inference", "threads": "1",
+            "repetitions": "3", "torch_version": "x", "task": "demo", "seed": str(seed)}
+
+
+def test_trimming_follows_hat_latency_dataset():
+    # 20 runs: drop the 2 fastest and the 2 slowest.
+    values = list(range(1, 21))
+    stats = trimmed([float(v) for v in values])
+    assert stats.kept == 16 and stats.mean == pytest.approx(10.5)
+    # 5 runs: floor(0.5) = 0 fastest dropped, max(1, 0) = 1 slowest dropped.
+    assert trimmed([1.0, 2.0, 3.0, 4.0, 100.0]).mean == pytest.approx(2.5)
+
+
+def test_measure_real_model_both_modes(demo):
+    task, space, meter = demo
+    config = space.largest()
+    result = meter.measure(config)
+    assert result.encoder_ms > 0 and result.decoder_ms > 0
+    assert result.total_ms == pytest.approx(result.encoder_ms + result.decoder_ms)
+    published = LatencyMeter(meter.backend, task, space.shape, mode="published")
+    model = published.build(config)
+    assert model.training  # HAT's quirk: training mode while timing
+    assert published.measure(config, model).decoder_ms > 0
+    with pytest.raises(HatError, match="mode"):
+        LatencyMeter(meter.backend, task, space.shape, mode="fast")
+
+
+def test_cuda_backend_without_gpu_is_a_clear_error(demo):
+    import torch
+
+    task, space, _ = demo
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(HatError, match="CUDA"):
+        LatencyMeter(get_backend("cuda"), task, space.shape)
+
+
+def test_csv_header_starts_with_hats_exact_columns(tmp_path, demo):
+    task, space, meter = demo
+    path = tmp_path / "lat.csv"
+    collect(path, space, meter.measure, 2, 1, _metadata(), reference_every=0)
+    lines = path.read_text().splitlines()
+    assert ",".join(lines[0].split(",")[:14]) == HAT_HEADER
+    assert tuple(lines[0].split(",")) == header_for(space)
+    assert len(lines) == 3
+    table = read_latency_csv(path)
+    for i, row in enumerate(table.rows):
+        assert config_from_row(row) == sample_config(space, 1, i)
+        assert int(row["sample_index"]) == i
+        # HAT's features are written with str(); averages reproduce config.features()
+        assert [float(row[c]) for c in HAT_COLUMNS[:10]] == pytest.approx(sample_config(space, 1, i).features())
+
+
+def test_resume_after_a_torn_last_line_loses_and_duplicates_nothing(tmp_path, demo):
+    task, space, meter = demo
+    path = tmp_path / "lat.csv"
+    collect(path, space, meter.measure, 3, 7, _metadata(7), reference_every=2)
+    complete = path.read_text()
+    # Simulate a crash in the middle of writing the next row.
+    with open(path, "a") as handle:
+        handle.write("512,6,1024.0,4.0,51")
+    result = collect(path, space, meter.measure, 5, 7, _metadata(7), reference_every=2)
+    text = path.read_text()
+    assert text.startswith(complete) and "512,6,1024.0,4.0,51\n" not in text
+    table = read_latency_csv(path)
+    samples = [int(r["sample_index"]) for r in table.samples()]
+    assert samples == [0, 1, 2, 3, 4] and result.rows == 5
+    assert [config_from_row(r) for r in table.samples()] == [sample_config(space, 7, i) for i in range(5)]
+    # Reference rows before samples 0, 2 and 4, each once, always the same architecture.
+    assert [int(r["sample_index"]) for r in table.references()] == [0, 2, 4]
+    assert all(config_from_row(r) == reference_config(space) for r in table.references())
+    # Nothing left to do: a third run writes nothing.
+    assert collect(path, space, meter.measure, 5, 7, _metadata(7), reference_every=2).new_rows == 0
+
+
+def test_resume_refuses_a_file_from_other_settings(tmp_path, demo):
+    task, space, meter = demo
+    path = tmp_path / "lat.csv"
+    collect(path, space, meter.measure, 1, 1, _metadata(1))
+    with pytest.raises(HatError, match="seed"):
+        collect(path, space, meter.measure, 2, 2, _metadata(2))
+    other = SearchSpace.builtin("latency")
+    with pytest.raises(HatError, match="different columns"):
+        collect(path, other, meter.measure, 2, 1, _metadata(1))
+
+
+def test_collect_latency_cli_killed_mid_run_resumes_exactly(tmp_path):
+    path = tmp_path / "demo.csv"
+    args = ["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "40", "--csv", str(path),
+            "--repetitions", "2", "--warmup", "0", "--reference-every", "5", "--seed", "3"]
+    env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = read_latency_csv(path)
+    assert 1 <= len(before.samples()) < 40
+    result = _hat([*args[:6], "6" if len(before.samples()) < 6 else str(len(before.samples()) + 2), *args[7:], "--json"])
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["hardware"] == "cpu" and document["csv"] == str(path)
+    table = read_latency_csv(path)
+    indices = [int(r["sample_index"]) for r in table.samples()]
+    assert indices == list(range(document["rows"]))  # no gap, no duplicate
+    space = SearchSpace.builtin("demo")
+    assert [config_from_row(r) for r in table.samples()] == [sample_config(space, 3, i) for i in indices]
+
+
+def test_collect_latency_bad_input_exits_2(tmp_path):
+    result = _hat(["collect-latency", "--hw", "tpu9000", "--task", "demo", "--samples", "1", "--csv", str(tmp_path / "x.csv")])
+    assert result.returncode == 2
+    assert "tpu9000" in result.stderr and "cpu" in result.stderr and "xeon" in result.stderr
+    assert "Traceback" not in result.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,c\n1,2,3\n")
+    result = _hat(["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "1", "--csv", str(bad)])
+    assert result.returncode == 2 and "different columns" in result.stderr
+
+
+def test_named_device_warns_that_numbers_describe_this_machine(tmp_path):
+    result = _hat(["collect-latency", "--hw", "xeon", "--task", "demo", "--samples", "1", "--csv", str(tmp_path / "x.csv"),
+                   "--repetitions", "1", "--warmup", "0", "--reference-every", "0"])
+    assert result.returncode == 0, result.stderr
+    assert "describe this machine" in " ".join(result.stderr.split())
+    rows = list(csv.DictReader(open(tmp_path / "x.csv")))
+    assert rows[0]["hardware"] == "xeon" and rows[0]["mode"] == "inference"
