@@ -12,7 +12,7 @@ NINE = ["data", "train-super", "collect-latency", "fit-predictor", "search", "tr
 
 
 def run_hat(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "hat_cli.entry", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_help_lists_the_nine_subcommands_and_helpers():
@@ -20,6 +20,25 @@ def test_help_lists_the_nine_subcommands_and_helpers():
     assert result.returncode == 0
     for name in NINE + ["hw", "demo"]:
         assert name in result.stdout
+
+
+def test_fast_overview_lists_exactly_the_typer_commands():
+    from hat_cli.cli import app
+    from hat_cli.entry import COMMANDS
+
+    typer_names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert sorted(name for name, _ in COMMANDS) == sorted(typer_names)
+
+
+def test_overview_imports_neither_typer_nor_torch():
+    code = (
+        "import sys; sys.argv=['hat','--help']\n"
+        "from hat_cli.entry import main\n"
+        "main()\n"
+        "print(sorted(m for m in ('torch', 'typer', 'rich') if m in sys.modules), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stderr.strip() == "[]"
 
 
 def test_help_does_not_import_torch():
