@@ -438,7 +438,7 @@ def plot_front(path, result: SearchResult, title: str) -> bool:
     front = pareto_front(points)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=6, alpha=0.35, label=f"scored ({len(points)})")
-    ax.plot([p[0] for p in front], [p[1] for p in front], "-o", ms=3, color="C1", label="front")
+    ax.plot([p[0] for p in front], [p[1] for p in front], "-o", ms=3, color="C1", drawstyle="steps-post", label="front")
     ax.axvline(result.budget_ms, ls="--", color="C3", label=f"budget {budget_label(result.budget_ms)}")
     ax.scatter([result.best_latency_ms], [result.best_loss], marker="*", s=160, color="C2", zorder=5, label="winner")
     ax.set_xlabel("predicted latency (ms)")
@@ -566,6 +566,11 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         raise HatError(
             f"No architecture of task '{task.name}' meets {_fmt_ms(request.budget_ms)} on '{request.hw}': "
             f"the smallest reachable predicted latency is {_fmt_ms(min_latency)}."
+        )
+    if min_latency <= 0:
+        log(
+            f"warning: the latency predictor gives {_fmt_ms(min_latency)} for some architectures of '{space.name}'; "
+            f"it extrapolates badly (too few measurements?), so treat its budget check with care."
         )
     data_dir = Path(request.data_dir) if request.data_dir else Path("data") / task.name
     if not data_dir.is_dir():
