@@ -560,6 +560,7 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
         import torch.distributed as dist
 
         dist.barrier()
+        dist.destroy_process_group()
     return TrainResult(
         checkpoint=final_dir or save_dir / FINAL_MODEL_DIR,
         last_checkpoint=last_saved,
