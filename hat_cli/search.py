@@ -467,7 +467,7 @@ class SearchRequest:
     task: str
     hw: str
     budget_ms: float
-    supernet: str | None = None  # model directory or published name; None = the task's published one
+    supernet: str | None = None  # model directory or published name; None = trained here by default, else published
     data_dir: str | None = None  # `hat data` output; None = data/<task>
     predictor: Any = None  # predictor file, or an object with .predict(configs); None = the hardware backend's default
     settings: EvolutionSettings = field(default_factory=EvolutionSettings)
@@ -509,22 +509,30 @@ def resolve_predictor(hw: str, task: str, path: Any):
     return found
 
 
+# Where `hat train-super --task T` leaves its final model by default.
+TRAINED_SUPERNET = "checkpoints/{task}/supertransformer/model"
+
+
 def resolve_supernet(task: str, supernet: str | None):
-    """(model directory, label) of the SuperTransformer: a path, a published name, or the task's published one."""
+    """(model directory, label) of the SuperTransformer: a path or published name (--supernet), else the one
+    `hat train-super` wrote here by default, else the task's published one."""
     from pathlib import Path
 
     from hat_cli import zoo
 
     if supernet and Path(supernet).exists():
         return Path(supernet), str(supernet)
+    trained = TRAINED_SUPERNET.format(task=task)
+    if not supernet and (Path(trained) / "config.json").is_file():
+        return Path(trained), trained
     try:
         entry = zoo.resolve(supernet) if supernet else zoo.supernet_for_task(task)
     except HatError:
         if supernet:
             raise HatError(f"SuperTransformer '{supernet}' is neither a model directory nor a published model name.") from None
         raise HatError(
-            f"No SuperTransformer for task '{task}': none was published; train one with "
-            f"`hat train-super --task {task}` and pass its directory with --supernet."
+            f"No SuperTransformer for task '{task}': none was published and none was trained here; train one with "
+            f"`hat train-super --task {task}` (it writes {TRAINED_SUPERNET.format(task=task)}) or pass --supernet DIR."
         ) from None
     if getattr(entry, "kind", "supertransformer") != "supertransformer":
         raise HatError(f"'{entry.name}' is a SubTransformer; search needs a SuperTransformer (--supernet).")

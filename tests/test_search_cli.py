@@ -100,7 +100,8 @@ def test_infeasible_budget_fails_before_loading_anything(demo_inputs, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_missing_inputs_name_the_command_that_makes_them(demo_inputs, tmp_path):
+def test_missing_inputs_name_the_command_that_makes_them(demo_inputs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/demo/... here
     with pytest.raises(HatError, match=r"hat data --task demo"):
         run_search(request(demo_inputs, tmp_path / "x", data_dir=str(tmp_path / "none")))
     with pytest.raises(HatError, match=r"hat train-super --task demo"):
@@ -191,3 +192,43 @@ def test_an_interrupted_search_resumes_from_saved_scores(demo_inputs, tmp_path):
     assert fresh["computed_evaluations"] == fresh["evaluations"]
     other = run_search(request(demo_inputs, out, valid_subset=21))  # another fitness: nothing reused
     assert other["reused_evaluations"] == 0
+
+
+@pytest.mark.slow
+def test_the_demo_pipeline_end_to_end(tmp_path, monkeypatch):
+    """hat data -> train-super (a few updates) -> collect-latency -> fit-predictor -> search --verify, all defaults."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HAT_NO_PROGRESS", "1")
+    runner = CliRunner()
+
+    def hat(*args):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result
+
+    hat("data", "--task", "demo")
+    hat("train-super", "--task", "demo", "--max-updates", "3", "--validate-every", "3")
+    hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "24", "--repetitions", "3", "--warmup", "1")
+    hat("fit-predictor", "--hw", "cpu", "--task", "demo")
+    # This machine's speed is what it is: take a budget most random architectures meet, by the fitted predictor.
+    import random
+
+    from hat_cli.predictor import load_predictor
+
+    space = SearchSpace.builtin("demo")
+    rng = random.Random(0)
+    predicted = sorted(load_predictor("latency_dataset/demo_cpu.predictor").predict([space.sample(rng) for _ in range(200)]))
+    budget = round(float(predicted[120]), 1)
+    args = ["search", "--task", "demo", "--hw", "cpu", "--latency", f"{budget}ms", "--population", "10", "--parents", "4",
+            "--mutations", "3", "--crossovers", "3", "--iterations", "3", "--valid-subset", "100", "--verify"]
+    result = hat(*args, "--json")
+    summary = json.loads(result.stdout)
+    out = tmp_path / "runs" / "search" / f"demo-cpu-{budget:g}ms"
+    assert Path(summary["config"]) == out.relative_to(tmp_path) / "subtransformer.yml"
+    SubTransformerConfig.from_yaml(out / "subtransformer.yml").validate(space)
+    assert summary["settings"]["supernet"] == "checkpoints/demo/supertransformer/model"
+    assert summary["predicted_latency_ms"] <= budget
+    assert summary["verify"]["measured_latency_ms"] > 0
+    # the same command again reuses every score and finds the same winner
+    again = json.loads(hat(*args, "--json").stdout)
+    assert again["arch"] == summary["arch"] and again["computed_evaluations"] == 0

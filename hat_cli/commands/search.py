@@ -15,7 +15,7 @@ def search(
     task: str = TASK,
     hw: str = typer.Option(..., "--hw", help="Hardware whose latency bounds the search (see `hat hw list`)."),
     latency: str = typer.Option(..., "--latency", help="Latency budget with units: 200ms, 3.5s (bare numbers are ms)."),
-    supernet: Optional[str] = typer.Option(None, "--supernet", help="SuperTransformer: a model directory or a published name (default: the task's published one)."),
+    supernet: Optional[str] = typer.Option(None, "--supernet", help="SuperTransformer: a model directory or a published name (default: `hat train-super`'s checkpoints/<task>/supertransformer/model, else the task's published one)."),
     data_dir: Optional[str] = DATA_DIR,
     predictor: Optional[str] = typer.Option(None, "--predictor", help="Latency predictor file (default: the hardware backend's one for this task)."),
     population: int = typer.Option(125, "--population", help="Population size (= parents + mutations + crossovers)."),
