@@ -236,13 +236,29 @@ def test_wmt19_en_de_recipe_from_its_sources(tmp_path):
     assert (out / "dict.de.txt").read_bytes() == dict_bytes
 
 
-def test_multi30k_downloads_its_six_files(tmp_path):
-    files = {}
-    for name in ("train", "val", "test_2016_flickr"):
-        for lang in ("de", "en"):
-            files[f"{name}.{lang}.gz"] = gzip.compress(_text(_lines(MULTI30K_RAW / f"{name}.{lang}.gz", 120)))
-    summary, _ = _serve_and_prepare(tmp_path, "multi30k.de-en", files, bpe_merges=300)
-    assert {k: v["sentences"] for k, v in summary["splits"].items()} == {"train": 120, "valid": 120, "test": 120}
+def _multi30k_files():
+    return {f"{name}.{lang}.gz": require(MULTI30K_RAW / f"{name}.{lang}.gz").read_bytes()
+            for name in ("train", "val", "test_2016_flickr") for lang in ("de", "en")}
+
+
+def test_multi30k_download_with_a_corrupted_file_fails_cleanly(tmp_path):
+    # The registry pins sha256 and size of the six files; a changed byte is caught and nothing half-done stays.
+    files = _multi30k_files()
+    data = bytearray(files["train.en.gz"])
+    data[1000] ^= 0xFF
+    files["train.en.gz"] = bytes(data)
+    server = FileServer()
+    server.files.update(files)
+    with server.running() as url:
+        with pytest.raises(HatError, match=f"{url}/train.en.gz has sha256"):
+            prepare_task("multi30k.de-en", data_dir=tmp_path / "m", mirror=url, workers=1)
+    assert sorted(p.name for p in (tmp_path / "m" / "orig").iterdir()) == ["train.de.gz"]
+
+
+@pytest.mark.slow
+def test_multi30k_downloads_its_six_verified_files(tmp_path):
+    summary, _ = _serve_and_prepare(tmp_path, "multi30k.de-en", _multi30k_files(), bpe_merges=2000)
+    assert {k: v["sentences"] for k, v in summary["splits"].items()} == {"train": 29000, "valid": 1014, "test": 1000}
 
 
 def test_preprocessed_tarball_is_installed_as_is(tmp_path):

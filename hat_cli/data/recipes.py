@@ -219,6 +219,16 @@ def build_multi30k(ws: Workspace, ctx) -> SplitText:
     return ctx.bpe(text, merges=MULTI30K_MERGES)
 
 
+# sha256 and size of the files at the pinned commit (verified against byte-identical copies).
+MULTI30K_CHECKSUMS = {
+    "train.de.gz": ("726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6", 637044),
+    "train.en.gz": ("d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f", 568929),
+    "val.de.gz": ("f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a", 24681),
+    "val.en.gz": ("14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28", 21650),
+    "test_2016_flickr.de.gz": ("9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8", 22890),
+    "test_2016_flickr.en.gz": ("611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9", 21077),
+}
+
 # -- the registry ----------------------------------------------------------------------------------------
 _DROPBOX = "https://www.dropbox.com/s"
 _MULTI30K = "https://github.com/multi30k/dataset/raw/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw"
@@ -289,7 +299,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "multi30k.de-en",
-            sources=tuple(Source(f"{_MULTI30K}/{name}.{lang}.gz", f"{name}.{lang}.gz")
+            sources=tuple(Source(f"{_MULTI30K}/{name}.{lang}.gz", f"{name}.{lang}.gz", *MULTI30K_CHECKSUMS[f"{name}.{lang}.gz"])
                           for name in MULTI30K_SPLITS.values() for lang in ("de", "en")),
             bpe_merges=MULTI30K_MERGES,
             joined_dictionary=True,
