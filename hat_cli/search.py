@@ -227,16 +227,21 @@ class _FeasibleSampler:
         accepted: list[tuple[Gene, float]] = []
         limit = wanted * self.max_redraws
         drawn = 0
+        feasible = 0
         while len(accepted) < wanted and drawn < limit:
             missing = wanted - len(accepted)
-            chunk = min(max(2 * missing, 32), limit - drawn)
+            # Size the chunk by the acceptance rate seen so far, so tight budgets need few predictor calls.
+            rate = feasible / drawn if drawn else 0.5
+            chunk = min(max(math.ceil(1.2 * missing / max(rate, 1e-3)), 32), 16384, limit - drawn)
             genes = [make() for _ in range(chunk)]
             drawn += chunk
             for gene, latency in zip(genes, _predict(self.predict, self.genome, genes)):
-                if latency <= self.budget_ms and len(accepted) < wanted:
-                    accepted.append((gene, latency))
-                elif latency > self.budget_ms:
+                if latency > self.budget_ms:
                     self.rejected += 1
+                    continue
+                feasible += 1
+                if len(accepted) < wanted:
+                    accepted.append((gene, latency))
         self.draws += drawn
         return accepted
 
