@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (results.json, profile.txt, cached data)")
-    p.add_argument("--model", default=None, help="a trained model directory (default: random largest space0 SubTransformer)")
+    p.add_argument("--model", default=None, help="a trained model directory (default: a random space0 SubTransformer)")
+    p.add_argument("--arch", choices=("largest", "smallest"), default="largest", help="which random space0 SubTransformer")
     p.add_argument("--device", default=None, help="default: cuda if available")
     p.add_argument("--sentences", type=int, default=None, help="translate only the first N sentences")
     p.add_argument("--baseline-sentences", type=int, default=256, help="sentences for the slow baselines")
@@ -56,6 +57,7 @@ def parse_args(argv=None):
         args.baseline_sentences = min(args.baseline_sentences, 4)
         args.batch_size = min(args.batch_size, 4)
         args.big_max_tokens = min(args.big_max_tokens, 512)
+        args.arch = "smallest"
     return args
 
 
@@ -114,8 +116,8 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from hat_cli.data.batching import load_split
-    from hat_cli.decoding import SearchSettings
+    from hat_cli.data.batching import collate, load_split
+    from hat_cli.decoding import SearchSettings, search
     from hat_cli.evaluate import sentence_batches, translate
     from hat_cli.model import TransformerModel, extract_subtransformer
     from hat_cli.space import SearchSpace
@@ -144,7 +146,8 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         space = SearchSpace.builtin("space0")
         super_model = TransformerModel.supertransformer(space.shape, len(data.src_dict), len(data.tgt_dict), True)
-        model = extract_subtransformer(super_model, space.largest(arbitrary=-1))
+        arch = space.largest(arbitrary=-1) if args.arch == "largest" else space.smallest(arbitrary=-1)
+        model = extract_subtransformer(super_model, arch)
         del super_model
         trained = False
     a = args.max_len_a if args.max_len_a is not None else (0.0 if trained else 1.0)
@@ -156,7 +159,7 @@ def main(argv=None):
     def run(label, dtype, batches, subset=data, incremental=True, per_sentence=False):
         m = model.to(device=device, dtype=dtype).eval()
         # warm-up on one batch (kernels, allocator)
-        translate(m, subset, batches[:1], None, settings, device)
+        search(m, collate(subset, batches[0]).src_tokens.to(device), None, settings)
         sync()
         started = time.perf_counter()
         if per_sentence:
@@ -186,10 +189,12 @@ def main(argv=None):
     full_batches = sentence_batches(data, args.batch_size, None)
     row_fp32, hyps_fp32 = run(f"ours fp32, batch {args.batch_size}", torch.float32, full_batches)
     rows.append(row_fp32)
-    row_bf16, hyps_bf16 = run(f"ours bf16, batch {args.batch_size}", torch.bfloat16, full_batches)
+    half = torch.bfloat16 if cuda else torch.float32  # bf16 matmuls on a CPU say nothing about a GPU
+    tag = "bf16" if cuda else "fp32"
+    row_bf16, hyps_bf16 = run(f"ours {tag}, batch {args.batch_size}", half, full_batches)
     rows.append(row_bf16)
     big = sentence_batches(data, None, args.big_max_tokens)
-    row_big, _ = run(f"ours bf16, max-tokens {args.big_max_tokens}", torch.bfloat16, big)
+    row_big, _ = run(f"ours {tag}, max-tokens {args.big_max_tokens}", half, big)
     rows.append(row_big)
 
     sub = Head(data, min(args.baseline_sentences, len(data))).view
@@ -203,7 +208,7 @@ def main(argv=None):
     same_bf16 = sum(x == y for x, y in zip(hyps_fp32, hyps_bf16)) / len(hyps_fp32)
     summary = {
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-        "model": args.model or "random largest space0 SubTransformer (compact)",
+        "model": args.model or f"random {args.arch} space0 SubTransformer (compact)",
         "parameters": params,
         "vocabulary": len(data.tgt_dict),
         "source_tokens": src_tokens,
@@ -211,32 +216,33 @@ def main(argv=None):
         "rows": rows,
         "speedup_vs_no_cache": round(row_nocache["seconds"] / row_sub["seconds"], 2),
         "speedup_vs_per_sentence": round(row_single["seconds"] / row_sub["seconds"], 2),
-        "speedup_bf16_vs_fp32": round(row_fp32["seconds"] / row_bf16["seconds"], 2),
-        "speedup_big_batches_bf16_vs_fp32_batch": round(row_fp32["seconds"] / row_big["seconds"], 2),
+        f"speedup_{tag}_vs_fp32": round(row_fp32["seconds"] / row_bf16["seconds"], 2),
+        f"speedup_big_batches_{tag}_vs_fp32_batch": round(row_fp32["seconds"] / row_big["seconds"], 2),
         "identical_best_hypotheses_cache_vs_recompute_fp32": round(same_cache, 4),
-        "identical_best_hypotheses_bf16_vs_fp32": round(same_bf16, 4),
+        f"identical_best_hypotheses_{tag}_vs_fp32": round(same_bf16, 4),
     }
     print()
     print(f"device {summary['device']}; {params / 1e6:.1f}M parameters, vocabulary {summary['vocabulary']}; "
           f"beam {args.beam}, lenpen {args.lenpen}, max_len {a}*src+{b}")
     print(f"speed-up of the cache over recompute: {summary['speedup_vs_no_cache']}x; over one-at-a-time: "
-          f"{summary['speedup_vs_per_sentence']}x; bf16 over fp32: {summary['speedup_bf16_vs_fp32']}x; "
-          f"large bf16 batches over HAT's fp32 128-sentence batches: {summary['speedup_big_batches_bf16_vs_fp32_batch']}x")
-    print(f"identical best hypotheses: cache vs recompute {same_cache:.2%}, bf16 vs fp32 {same_bf16:.2%}")
+          f"{summary['speedup_vs_per_sentence']}x; {tag} over fp32: {summary[f'speedup_{tag}_vs_fp32']}x; "
+          f"large {tag} batches over HAT's fp32 {args.batch_size}-sentence batches: "
+          f"{summary[f'speedup_big_batches_{tag}_vs_fp32_batch']}x")
+    print(f"identical best hypotheses: cache vs recompute {same_cache:.2%}, {tag} vs fp32 {same_bf16:.2%}")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        m = model.to(device=device, dtype=torch.bfloat16).eval()
+        m = model.to(device=device, dtype=half).eval()
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=activities) as prof:
-            translate(m, data, full_batches[len(full_batches) // 2 :][:1], None, settings, device)
+            search(m, collate(data, full_batches[len(full_batches) // 2]).src_tokens.to(device), None, settings)
             sync()
         sort = "cuda_time_total" if cuda else "cpu_time_total"
         table = prof.key_averages().table(sort_by=sort, row_limit=25)
         (out / "profile.txt").write_text(table + "\n")
         summary["profile"] = str(out / "profile.txt")
-        print(f"profile of one bf16 batch: {out / 'profile.txt'}")
+        print(f"profile of one {tag} batch: {out / 'profile.txt'}")
 
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
 
