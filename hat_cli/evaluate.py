@@ -131,6 +131,53 @@ def translate(
     return hypotheses, generated  # type: ignore[return-value]
 
 
+@dataclass
+class ScoredTranslation:
+    hypotheses: list[str]  # split order, BPE removed
+    references: list[str]
+    bleu: Any  # hat_cli.bleu.BleuStats ("normal" tokenized BLEU)
+    sacrebleu: Any  # hat_cli.bleu.SacreBleuResult
+    seconds: float
+    tokens_generated: int
+
+
+def translate_and_score(
+    model,
+    data,
+    batches: list[np.ndarray],
+    config=None,
+    settings=None,
+    device: Any = "cpu",
+    progress: Any = None,
+    description: str = "translating",
+) -> ScoredTranslation:
+    """Translate every sentence of ``data`` (an in-memory model: usable by training or `hat demo`) and
+    score it like HAT's test.sh; ``seconds`` covers translation only (CUDA synchronised)."""
+    import torch
+
+    on_batch = None
+    if progress is not None:
+        job = progress.add_task(description, total=len(batches), info="")
+        done = [0]
+
+        def on_batch(n: int) -> None:
+            done[0] += n
+            progress.update(job, advance=1, info=f"{done[0]}/{len(data)} sentences")
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    hyp_ids, generated = translate(model, data, batches, config, settings, device, None, on_batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+
+    hypotheses = [to_text(data.tgt_dict, ids) for ids in hyp_ids]
+    references = [to_text(data.tgt_dict, data.tgt[i].tolist(), escape_unk=True) for i in range(len(data))]
+    return ScoredTranslation(hypotheses, references, tokenized_bleu(hypotheses, references), sacre_bleu(hypotheses, references), seconds, generated)
+
+
 def default_output(label: str, task: str, subset: str, tgt: str) -> Path:
     name = Path(label).name or "model"
     return Path("runs") / "test" / f"{name}.{task}.{subset}.hyp.{tgt}"
@@ -197,27 +244,9 @@ def evaluate(
     settings = SearchSettings(beam=beam, lenpen=lenpen, max_len_a=max_len_a, max_len_b=max_len_b, min_len=min_len)
     batches = sentence_batches(data, None if max_tokens else batch_size, max_tokens)
 
-    on_batch = None
-    if progress is not None:
-        job = progress.add_task(f"translating {subset}", total=len(batches), info="")
-        done = [0]
-
-        def on_batch(n: int) -> None:
-            done[0] += n
-            progress.update(job, advance=1, info=f"{done[0]}/{len(data)} sentences")
-
-    if torch_device.type == "cuda":
-        torch.cuda.synchronize(torch_device)
-    start = time.perf_counter()
-    hyp_ids, generated = translate(model, data, batches, config, settings, torch_device, None, on_batch)
-    if torch_device.type == "cuda":
-        torch.cuda.synchronize(torch_device)
-    seconds = time.perf_counter() - start
-
-    hypotheses = [to_text(data.tgt_dict, ids) for ids in hyp_ids]
-    references = [to_text(data.tgt_dict, data.tgt[i].tolist(), escape_unk=True) for i in range(len(data))]
-    normal = tokenized_bleu(hypotheses, references)
-    sacre = sacre_bleu(hypotheses, references)
+    scored = translate_and_score(model, data, batches, config, settings, torch_device, progress, f"translating {subset}")
+    hypotheses, references, normal, sacre = scored.hypotheses, scored.references, scored.bleu, scored.sacrebleu
+    seconds, generated = scored.seconds, scored.tokens_generated
 
     hyp_path = Path(output) if output else default_output(label, task.name, subset, task.tgt)
     ref_path = hyp_path.with_name(hyp_path.name.replace(".hyp.", ".ref.") if ".hyp." in hyp_path.name else hyp_path.name + ".ref")
