@@ -137,12 +137,6 @@ def _sorted(tokens: Tensor, lengths: Tensor, scores: Tensor, positional: Tensor,
     return Hypotheses(take(tokens), take(lengths), take(scores), take(positional), steps)
 
 
-def _prepare(model, src_tokens: Tensor):
-    was_training = model.training
-    model.eval()
-    return was_training
-
-
 @torch.inference_mode()
 def beam_search(
     model,
@@ -159,7 +153,8 @@ def beam_search(
     against). Returns ``settings.beam`` hypotheses per sentence, best first.
     """
     settings = settings or SearchSettings()
-    was_training = _prepare(model, src_tokens)
+    was_training = model.training
+    model.eval()  # dropout off; restored afterwards
     try:
         return _beam_search(model, src_tokens, config, settings, incremental, autocast_dtype)
     finally:
@@ -281,7 +276,8 @@ def greedy_search(
 ) -> Hypotheses:
     """Beam size 1, without the candidate machinery: identical to ``beam_search`` with ``beam=1``."""
     settings = settings or SearchSettings(beam=1)
-    was_training = _prepare(model, src_tokens)
+    was_training = model.training
+    model.eval()
     try:
         return _greedy_search(model, src_tokens, config, settings, incremental, autocast_dtype)
     finally:
