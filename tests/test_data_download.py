@@ -12,7 +12,6 @@ import json
 import tarfile
 import zipfile
 
-import numpy as np
 import pytest
 
 from hat_cli.data.dictionary import Dictionary

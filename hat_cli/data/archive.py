@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import shutil
 import tarfile
 import zipfile
@@ -101,7 +100,3 @@ def find_file(roots: list[Path], relative: str) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
-
-
-def disk_size(path: Path) -> int:
-    return os.stat(path).st_size

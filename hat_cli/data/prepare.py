@@ -20,7 +20,7 @@ from hat_cli.atomic import atomic_write_text
 from hat_cli.data.archive import extract, find_file, read_lines, write_lines
 from hat_cli.data.bpe import BpeApplier, count_words, learn_bpe, write_codes
 from hat_cli.data.dictionary import Dictionary, tokenize_line
-from hat_cli.data.download import Source, download
+from hat_cli.data.download import download
 from hat_cli.data.indexed import IndexedDataset, IndexedDatasetWriter, dataset_exists
 from hat_cli.data.recipes import Recipe, Workspace, get_recipe
 from hat_cli.data.text import MosesSteps, process_lines
