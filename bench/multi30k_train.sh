@@ -4,7 +4,8 @@
 # on test_2016_flickr -- also of the largest/smallest SubTransformers *inherited* from the SuperTransformer.
 #
 #   bash bench/multi30k_train.sh --out bench/out/multi30k
-#   STAGES="super" bash bench/multi30k_train.sh --out DIR      # one stage at a time (each resumes if interrupted)
+#   STAGES="data super" bash bench/multi30k_train.sh --out DIR   # one stage at a time (training resumes if interrupted)
+#   STAGES="sub" ...; STAGES="test" ...                           # (whole pipeline ~10-15 GPU minutes on an H200)
 #
 # Knobs (env): SUPER_UPDATES (3000), SUB_UPDATES (2000), MAXTOK (8192), STAGES ("data super sub test").
 set -euo pipefail
@@ -57,12 +58,15 @@ if has sub; then
 fi
 if has test; then
   for arch in largest smallest; do
-    [[ -d "$OUT/super/model" ]] && timed "test-inherited-$arch" hat test "$OUT/super/model" --arch "$OUT/$arch.yml" \
-      --task $TASK --data-dir "$DATA" --output "$OUT/inherited-$arch.hyp" --json
+    if [[ -d "$OUT/super/model" ]]; then
+      timed "test-inherited-$arch" hat test "$OUT/super/model" --arch "$OUT/$arch.yml" \
+        --task $TASK --data-dir "$DATA" --output "$OUT/inherited-$arch.hyp" --json
+    fi
   done
   for arch in largest smallest plain; do
-    [[ -d "$OUT/sub-$arch/model" ]] && timed "test-sub-$arch" hat test "$OUT/sub-$arch/model" --task $TASK \
-      --data-dir "$DATA" --output "$OUT/sub-$arch.hyp" --json
+    if [[ -d "$OUT/sub-$arch/model" ]]; then
+      timed "test-sub-$arch" hat test "$OUT/sub-$arch/model" --task $TASK --data-dir "$DATA" --output "$OUT/sub-$arch.hyp" --json
+    fi
   done
 fi
 
