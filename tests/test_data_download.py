@@ -114,6 +114,17 @@ def test_unreachable_host_names_the_url(tmp_path):
         download(Source("http://127.0.0.1:9/f.tgz", "f.tgz"), tmp_path, retries=0, mirror="")
 
 
+def test_alternate_url_is_tried_when_the_published_one_fails(tmp_path):
+    server = FileServer()
+    server.files["f.tgz"] = PAYLOAD
+    with server.running() as url:
+        source = Source(f"{url}/gone/f.tgz", "f.tgz", alternates=(f"{url}/f.tgz",))
+        assert download(source, tmp_path, mirror="").read_bytes() == PAYLOAD
+        with pytest.raises(HatError, match=r"gone/f.tgz failed: HTTP 404.*also tried: .*gone2/f.tgz"):
+            download(Source(f"{url}/gone2/f.tgz", "g.tgz", alternates=(f"{url}/gone/f.tgz",)), tmp_path, mirror="")
+    assert [name for name, _ in server.requests] == ["gone/f.tgz", "f.tgz", "gone2/f.tgz", "gone/f.tgz"]
+
+
 def test_dropbox_links_are_made_direct():
     assert direct_url("https://www.dropbox.com/s/abc/x.tgz?dl=0") == "https://www.dropbox.com/s/abc/x.tgz?dl=1"
     assert direct_url("http://statmt.org/wmt14/test-full.tgz") == "http://statmt.org/wmt14/test-full.tgz"

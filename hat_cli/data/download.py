@@ -34,6 +34,7 @@ class Source:
     filename: str
     sha256: str | None = None
     size: int | None = None
+    alternates: tuple[str, ...] = ()  # other places serving the same file, tried in order when url fails
 
 
 def direct_url(url: str) -> str:
@@ -91,10 +92,27 @@ def download(
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / source.filename
-    url = mirrored_url(source, mirror)
     if dest.is_file():
         return dest
-    part = dest_dir / f"{source.filename}.part"
+    mirror = mirror if mirror is not None else os.environ.get("HAT_DATA_MIRROR")
+    urls = [mirrored_url(source, mirror)] if mirror else [direct_url(u) for u in (source.url, *source.alternates)]
+    failures = []
+    for k, url in enumerate(urls):
+        try:
+            return _download_from(url, source, dest, progress, retries, timeout, backoff)
+        except HatError as exc:
+            if k == len(urls) - 1 or "sha256" in str(exc) or "bytes but" in str(exc):
+                if failures:
+                    raise HatError(f"{exc} (also tried: {'; '.join(failures)})") from None
+                raise
+            failures.append(str(exc))
+            # Another server: do not resume from a partial file made by the failed one.
+            (dest_dir / f"{source.filename}.part").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def _download_from(url: str, source: Source, dest: Path, progress, retries: int, timeout: float, backoff: float) -> Path:
+    part = dest.parent / f"{source.filename}.part"
     attempt = 0
     while True:
         try:

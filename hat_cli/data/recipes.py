@@ -238,7 +238,9 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe(
             "iwslt14.de-en",
-            sources=(Source("https://wit3.fbk.eu/archive/2014-01/texts/de/en/de-en.tgz", "de-en.tgz"),),
+            # WIT3's published link is offline nowadays; fairseq hosts the same archive.
+            sources=(Source("https://wit3.fbk.eu/archive/2014-01/texts/de/en/de-en.tgz", "de-en.tgz",
+                            alternates=("http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz",)),),
             preprocessed=Source(f"{_DROPBOX}/t5dqiamjdzahhfc/iwslt14_de_en.preproessed.tgz?dl=0", "iwslt14_de_en.preproessed.tgz"),
             bpe_merges=10000,
             joined_dictionary=False,
