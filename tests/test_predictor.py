@@ -71,7 +71,8 @@ def test_hat_mlp_recipe_short_run_learns(tmp_path):
     rows = LatencyRows.from_table(read_latency_csv(path))
     train, _, test = split_indices(len(rows), 1)
     predictor = HatMlpPredictor.fit(rows.subset(train), lat_norm=300.0, seed=1, steps=100)
-    before = metrics(np.full(len(test), rows.subset(train).total_ms.mean()), rows.subset(test).total_ms)
+    untrained = HatMlpPredictor.fit(rows.subset(train), lat_norm=300.0, seed=1, steps=0)
+    before = metrics(untrained.predict_rows(rows.subset(test)), rows.subset(test).total_ms)
     after = metrics(predictor.predict_rows(rows.subset(test)), rows.subset(test).total_ms)
     assert after["rmse_ms"] < before["rmse_ms"]
     predictor.save(tmp_path / "mlp")
