@@ -139,6 +139,7 @@ def test_resume_refuses_a_file_from_other_settings(tmp_path, demo):
         collect(path, other, meter.measure, 2, 1, _metadata(1))
 
 
+@pytest.mark.slow
 def test_collect_latency_cli_killed_mid_run_resumes_exactly(tmp_path):
     path = tmp_path / "demo.csv"
     args = ["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "40", "--csv", str(path),
