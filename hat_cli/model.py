@@ -126,6 +126,14 @@ class SinusoidalPositions(nn.Module):
             self._table = sinusoid_table(size, self.width, self.padding_idx).to(tokens.device)
         return self._table[:, :dim][positions]
 
+    def at(self, step: int, tokens: Tensor, dim: int) -> Tensor:
+        """The row of position ``step`` (1-based, no pads before it) for every row of ``tokens`` [B, 1]."""
+        index = self.padding_idx + step
+        if index >= self._table.size(0) or self._table.device != tokens.device:
+            size = max(index + 1, self._table.size(0))
+            self._table = sinusoid_table(size, self.width, self.padding_idx).to(tokens.device)
+        return self._table[index, :dim].expand(tokens.size(0), 1, dim)
+
 
 # ------------------------------------------------------------------------------------- layers
 def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_dim: int, in_dim: int) -> Tensor:
@@ -346,10 +354,12 @@ class DecoderCache:
     def layer(self, index: int) -> dict:
         return self.layers.setdefault(index, {})
 
-    def reorder(self, index: Tensor) -> None:
+    def reorder(self, index: Tensor, include_static: bool = True) -> None:
+        """Follow the beams; the encoder side (static) only needs it when sentences leave the batch."""
         for cache in self.layers.values():
             for key, value in cache.items():
-                cache[key] = value.index_select(0, index)
+                if include_static or not key.startswith("enc_"):
+                    cache[key] = value.index_select(0, index)
 
 
 # ------------------------------------------------------------------------------------- the model
@@ -508,15 +518,15 @@ class TransformerModel(nn.Module):
         x = x + enc.embed_positions(src_tokens, dim).to(x.dtype)
         x = F.dropout(x, drop.residual, self.training)
         padding = src_tokens.eq(self.padding_idx)
-        has_pads = bool(padding.any())
-        mask = (~padding)[:, None, None, :] if has_pads else None
+        # Always masked (no `padding.any()` check): that check would cost a host-device sync per batch.
+        mask = (~padding)[:, None, None, :]
         outputs = []
         for i in range(config.encoder_layer_num):
             x = enc.layers[i](x, mask, dim, config.encoder_ffn_embed_dim[i], config.encoder_self_attention_heads[i], drop)
             outputs.append(x)
         # Identity super layers still append their input (HAT-SPEC §1.4), so -2/-3 index the super list.
         outputs.extend([x] * (self.super_shape.encoder_layers - config.encoder_layer_num))
-        return EncoderOutput(x, outputs, padding if has_pads else None)
+        return EncoderOutput(x, outputs, padding)
 
     def decode(
         self,
@@ -530,10 +540,13 @@ class TransformerModel(nn.Module):
         dim = config.decoder_embed_dim
         drop = self._dropouts(dim, self.super_shape.decoder_embed_dim)
         dec = self.decoder
-        positions = dec.embed_positions(prev_output_tokens, dim)
         tokens = prev_output_tokens
         if cache is not None:
-            tokens, positions = tokens[:, -1:], positions[:, -1:]
+            # Incremental prefixes hold no pads: step t sits at position padding_idx + t.
+            tokens = tokens[:, -1:]
+            positions = dec.embed_positions.at(prev_output_tokens.size(1), tokens, dim)
+        else:
+            positions = dec.embed_positions(prev_output_tokens, dim)
         x = dec.embed_tokens.weight[:, :dim][tokens] * math.sqrt(dim)
         x = x + positions.to(x.dtype)
         x = F.dropout(x, drop.residual, self.training)
