@@ -24,6 +24,12 @@ from hat_cli.space import SubTransformerConfig, SuperShape
 
 PAD, EOS = 1, 2
 
+# cuDNN's attention builds an execution plan for every new shape; HAT's shapes change every update (random
+# SubTransformer, length-bucketed batches), which made plan building dominate training on an H200.
+# Flash and memory-efficient attention need no per-shape set-up.
+if hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
 # Set while building a model whose weights are copied in right after (extraction, loading): random
 # initialisation of tens of millions of parameters is the slowest part of building a model on a CPU.
 _SKIP_INIT = False
@@ -514,7 +520,8 @@ class TransformerModel(nn.Module):
         dim = config.encoder_embed_dim
         drop = self._dropouts(dim, self.super_shape.encoder_embed_dim)
         enc = self.encoder
-        x = enc.embed_tokens.weight[:, :dim][src_tokens] * math.sqrt(dim)
+        # F.embedding (not indexing): its backward is a fast dense scatter, indexing's a slow sort.
+        x = F.embedding(src_tokens, enc.embed_tokens.weight[:, :dim]) * math.sqrt(dim)
         x = x + enc.embed_positions(src_tokens, dim).to(x.dtype)
         x = F.dropout(x, drop.residual, self.training)
         padding = src_tokens.eq(self.padding_idx)
@@ -547,7 +554,7 @@ class TransformerModel(nn.Module):
             positions = dec.embed_positions.at(prev_output_tokens.size(1), tokens, dim)
         else:
             positions = dec.embed_positions(prev_output_tokens, dim)
-        x = dec.embed_tokens.weight[:, :dim][tokens] * math.sqrt(dim)
+        x = F.embedding(tokens, dec.embed_tokens.weight[:, :dim]) * math.sqrt(dim)
         x = x + positions.to(x.dtype)
         x = F.dropout(x, drop.residual, self.training)
         for i in range(config.decoder_layer_num):

@@ -196,21 +196,24 @@ def collate(data: ParallelData, indices: np.ndarray | list[int]) -> Batch:
     order = np.argsort(-src_lengths, kind="stable")
     indices = indices[order]
     eos = data.tgt_dict.eos()
-    sources = [data.src[int(i)] for i in indices]
-    targets = [data.tgt[int(i)] for i in indices]
-    # prev_output_tokens: EOS first, then the target without its final EOS (teacher forcing input).
-    shifted = []
-    for t in targets:
-        if len(t) == 0 or t[-1] != eos:
-            raise HatError(f"A target sentence of split '{data.split}' does not end with </s>; the data is not fairseq-binarized text.")
-        shifted.append(np.concatenate(([eos], t[:-1])))
     pad_src, pad_tgt = data.src_dict.pad(), data.tgt_dict.pad()
+    tgt_lengths = data.tgt_sizes[indices]
+    target = data.tgt.padded(indices, pad_tgt, left=False)
+    rows = np.arange(len(indices))
+    if np.any(tgt_lengths == 0) or np.any(target[rows, np.maximum(tgt_lengths - 1, 0)] != eos):
+        raise HatError(f"A target sentence of split '{data.split}' does not end with </s>; the data is not fairseq-binarized text.")
+    # prev_output_tokens: EOS first, then the target without its final EOS (teacher forcing input).
+    shifted = np.full_like(target, pad_tgt)
+    shifted[:, 0] = eos
+    shifted[:, 1:] = target[:, :-1]
+    cols = np.arange(target.shape[1])[None, :]
+    shifted = np.where(cols < tgt_lengths[:, None], shifted, pad_tgt)
     return Batch(
         ids=torch.from_numpy(indices.copy()),
-        src_tokens=torch.from_numpy(_pad(sources, pad_src, left=True)),
+        src_tokens=torch.from_numpy(data.src.padded(indices, pad_src, left=True)),
         src_lengths=torch.from_numpy(src_lengths[order].astype(np.int64)),
-        prev_output_tokens=torch.from_numpy(_pad(shifted, pad_tgt, left=False)),
-        target=torch.from_numpy(_pad(targets, pad_tgt, left=False)),
-        ntokens=int(sum(len(t) for t in targets)),
+        prev_output_tokens=torch.from_numpy(shifted),
+        target=torch.from_numpy(target),
+        ntokens=int(tgt_lengths.sum()),
         nsentences=len(indices),
     )
