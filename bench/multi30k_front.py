@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 TASK = "multi30k.de-en"
+HW = os.environ.get("HAT_FRONT_HW", "cuda")
 
 
 def hat(*args: str, log: Path) -> dict:
@@ -59,12 +60,12 @@ def stage_super(work: Path, args, log: Path, state: dict) -> None:
     )
     csv = work / "latency_cuda.csv"
     state["collect"] = hat(
-        "collect-latency", "--hw", "cuda", "--task", TASK, "--samples", str(args.latency_samples),
-        "--csv", str(csv), "--seed", "1", log=log,
+        "collect-latency", "--hw", HW, "--task", TASK, "--samples", str(args.latency_samples),
+        "--csv", str(csv), "--seed", "1", "--repetitions", str(args.repetitions), log=log,
     )
     state["fresh"] = hat(
-        "collect-latency", "--hw", "cuda", "--task", TASK, "--samples", str(args.fresh_samples),
-        "--csv", str(work / "latency_cuda_fresh.csv"), "--seed", "999", log=log,
+        "collect-latency", "--hw", HW, "--task", TASK, "--samples", str(args.fresh_samples),
+        "--csv", str(work / "latency_cuda_fresh.csv"), "--seed", "999", "--repetitions", str(args.repetitions), log=log,
     )
     state["predictor"] = hat(
         "fit-predictor", "--dataset", str(csv), "--test", str(work / "latency_cuda_fresh.csv"),
@@ -89,7 +90,7 @@ def stage_search(work: Path, args, log: Path, state: dict) -> None:
     state["budgets"] = budgets
     for budget in budgets:
         state["searches"][budget] = hat(
-            "search", "--task", TASK, "--hw", "cuda", "--latency", budget, "--supernet", supernet,
+            "search", "--task", TASK, "--hw", HW, "--latency", budget, "--supernet", supernet,
             "--data-dir", str(work / "data"), "--predictor", str(work / "cuda.predictor"),
             "--population", str(args.population), "--parents", str(args.population // 5),
             "--mutations", str(2 * args.population // 5), "--crossovers", str(2 * args.population // 5),
@@ -101,7 +102,7 @@ def stage_search(work: Path, args, log: Path, state: dict) -> None:
 def plain_candidates() -> list[dict]:
     """Plain Transformers of the Multi30k space: uniform layers, 8 heads, standard encoder attention."""
     out = []
-    for width, ffn in ((512, 2048), (384, 1024), (256, 1024), (256, 512)):
+    for width, ffn in ((512, 2048), (256, 1024)):
         for depth in range(1, 7):
             out.append(
                 {
@@ -134,7 +135,7 @@ def stage_train(work: Path, args, log: Path, state: dict) -> None:
     for i, mapping in enumerate(plain_candidates()):
         path = plain_dir / f"plain{i}.yml"
         SubTransformerConfig.from_mapping(mapping).save_yaml(path)
-        doc = hat("profile", str(path), "--task", TASK, "--hw", "cuda", log=log)
+        doc = hat("profile", str(path), "--task", TASK, "--hw", HW, log=log)
         measured.append((doc["latency_ms"]["total"], doc["params"], str(path)))
     state["plain_measured"] = measured
     for budget, search in state["searches"].items():
@@ -151,7 +152,7 @@ def stage_train(work: Path, args, log: Path, state: dict) -> None:
             "--seed", "1", log=log,
         )
         tested = hat("test", trained["checkpoint"], "--task", TASK, "--data-dir", str(work / "data"), log=log)
-        profiled = hat("profile", spec["arch"], "--task", TASK, "--hw", "cuda", log=log)
+        profiled = hat("profile", spec["arch"], "--task", TASK, "--hw", HW, log=log)
         results[name] = {
             **spec,
             "bleu": tested["bleu"],
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=150)
     parser.add_argument("--fresh-samples", type=int, default=50)
     parser.add_argument("--budgets", nargs="+", default=["auto"], help="latency budgets, or auto (quartiles of the measured range)")
+    parser.add_argument("--repetitions", type=int, default=10, help="timed runs per latency measurement")
     parser.add_argument("--population", type=int, default=50)
     parser.add_argument("--iterations", type=int, default=15)
     args = parser.parse_args()
