@@ -329,6 +329,8 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainingConfig, device
                                   weight_decay=cfg.weight_decay)
     if device.type == "cuda":
         kwargs["fused"] = True
+    else:  # one multi-tensor kernel per step instead of a Python loop over ~180 parameters
+        kwargs["foreach"] = True
     return torch.optim.AdamW(params, **kwargs)
 
 

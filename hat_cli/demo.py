@@ -1,0 +1,159 @@
+"""`hat demo`: the whole HAT pipeline on the offline `demo` task, on this machine's CPU, in a few minutes.
+
+Each step runs the real `hat` command in a subprocess with `--json`, exactly as a user would type it, so the
+demo is also a live check of the command line. The commands and their results are recorded in
+``<workdir>/demo.json``; a re-run reuses finished steps (they all resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from hat_cli.errors import HatError
+
+TASK = "demo"
+HARDWARE = "cpu"
+
+
+@dataclass
+class DemoSettings:
+    workdir: Path
+    seed: int = 1
+    super_updates: int = 240
+    sub_updates: int = 300
+    latency_samples: int = 30
+    repetitions: int = 8
+    budget_quantile: float = 0.4  # the budget sits at this quantile of the measured latencies
+    population: int = 20
+    iterations: int = 5
+    valid_subset: int = 300
+
+
+@dataclass
+class Step:
+    name: str
+    command: list[str]
+    seconds: float
+    result: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"step": self.name, "command": " ".join(self.command), "seconds": round(self.seconds, 2), "result": self.result}
+
+
+def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
+    command = [sys.executable, "-m", "hat_cli.entry", *args, "--json"]
+    env = dict(os.environ, HAT_NO_PROGRESS="1")
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    shown = ["hat", *args]
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise HatError(f"The demo step `{' '.join(shown)}` failed: {tail[0].removeprefix('error: ')}")
+    return json.loads(done.stdout), seconds, shown
+
+
+def _measured_totals(path: Path) -> tuple[list[float], list[float]]:
+    """Total latencies of the sampled architectures and of the drift reference re-measurements."""
+    samples, references = [], []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            total = float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
+            (references if row.get("reference") == "1" else samples).append(total)
+    return samples, references
+
+
+def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda step: None) -> dict:
+    work = settings.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    data, seed = str(work / "data"), str(settings.seed)
+    steps: list[Step] = []
+
+    def step(name: str, args: list[str]) -> dict:
+        result, seconds, shown = _hat(args)
+        record = Step(name, shown, seconds, result)
+        steps.append(record)
+        on_step(record)
+        return result
+
+    started = time.perf_counter()
+    step("prepare data", ["data", "--task", TASK, "--data-dir", data, "--seed", seed])
+    trained = step(
+        "train SuperTransformer",
+        ["train-super", "--task", TASK, "--data-dir", data, "--save-dir", str(work / "super"),
+         "--max-updates", str(settings.super_updates), "--seed", seed, "--device", "cpu"],
+    )
+    latency_csv = work / "latency_cpu.csv"
+    step(
+        "collect latency (cpu)",
+        ["collect-latency", "--hw", HARDWARE, "--task", TASK, "--samples", str(settings.latency_samples),
+         "--csv", str(latency_csv), "--repetitions", str(settings.repetitions), "--reference-every", "10", "--seed", seed],
+    )
+    predictor = work / "cpu.predictor"
+    step("fit latency predictor", ["fit-predictor", "--dataset", str(latency_csv), "--out", str(predictor), "--seed", seed])
+
+    samples, references = _measured_totals(latency_csv)
+    samples.sort()
+    budget = samples[int(settings.budget_quantile * (len(samples) - 1))]
+    # Noise of a measurement on this machine: the spread of the fixed reference architecture's re-measurements.
+    noise = statistics.pstdev(references) / statistics.mean(references) if len(references) >= 2 else 0.1
+
+    population = settings.population
+    searched = step(
+        "search under the budget",
+        ["search", "--task", TASK, "--hw", HARDWARE, "--latency", f"{budget:.3f}ms",
+         "--supernet", str(trained["checkpoint"]), "--data-dir", data, "--predictor", str(predictor),
+         "--population", str(population), "--parents", str(max(2, population // 5)),
+         "--mutations", str(2 * population // 5), "--crossovers", str(population - max(2, population // 5) - 2 * population // 5),
+         "--iterations", str(settings.iterations), "--valid-subset", str(settings.valid_subset),
+         "--device", "cpu", "--seed", seed, "--out", str(work / "search"), "--verify"],
+    )
+    winner = step(
+        "train the winner from scratch",
+        ["train-sub", "--task", TASK, "--arch", str(searched["config"]), "--data-dir", data,
+         "--save-dir", str(work / "winner"), "--max-updates", str(settings.sub_updates), "--seed", seed, "--device", "cpu"],
+    )
+    tested = step("test the winner", ["test", str(winner["checkpoint"]), "--task", TASK, "--data-dir", data, "--device", "cpu"])
+    verified = step("measure the winner", ["profile", str(searched["config"]), "--task", TASK, "--hw", HARDWARE])
+
+    measured = float(verified["latency_ms"]["total"])
+    summary = {
+        "task": TASK,
+        "hardware": HARDWARE,
+        "bleu": tested["bleu"],
+        "sacrebleu": tested["sacrebleu"],
+        "latency_budget_ms": round(budget, 3),
+        "measured_latency_ms": round(measured, 3),
+        "predicted_latency_ms": searched["predicted_latency_ms"],
+        "measurement_noise": round(noise, 4),
+        "within_budget": measured <= budget * (1 + 2 * noise),
+        "measured_range_ms": [round(samples[0], 3), round(samples[-1], 3)],
+        "arch": searched["arch"],
+        "config": searched["config"],
+        "model": winner["checkpoint"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "steps": [s.to_dict() for s in steps],
+    }
+    (work / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def default_workdir() -> Path:
+    return Path("runs") / "demo"
+
+
+def budget_line(summary: dict) -> Optional[str]:
+    verdict = "within" if summary["within_budget"] else "OVER"
+    return (
+        f"budget {summary['latency_budget_ms']:.2f} ms, predicted {summary['predicted_latency_ms']:.2f} ms, "
+        f"measured {summary['measured_latency_ms']:.2f} ms ({verdict} budget; measurement noise ±{100 * summary['measurement_noise']:.1f}%)"
+    )
