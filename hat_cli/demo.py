@@ -28,8 +28,8 @@ HARDWARE = "cpu"
 class DemoSettings:
     workdir: Path
     seed: int = 1
-    super_updates: int = 240
-    sub_updates: int = 300
+    super_updates: int = 300
+    sub_updates: int = 500
     latency_samples: int = 30
     repetitions: int = 8
     budget_quantile: float = 0.4  # the budget sits at this quantile of the measured latencies
