@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hat_cli.errors import HatError
-from hat_cli.space import SubTransformerConfig, SuperShape
+from hat_cli.space import SubTransformerConfig, SuperShape, YAML_KEYS
 
 FAIRSEQ_METERS = ("AverageMeter", "TimeMeter", "StopwatchMeter")
 # Buffers of fairseq modules that carry no weights (HAT-SPEC §7.2); our models do not have them.
@@ -33,21 +33,7 @@ _DATA_TO_TASK = {
     "wmt19_en_de": "wmt19.en-de",
     "iwslt14_de_en": "iwslt14.de-en",
 }
-_SUB_ARG_FIELDS = {  # args.<HAT sub-config key with underscores> -> YAML key
-    key.replace("-", "_"): key
-    for key in (
-        "encoder-embed-dim-subtransformer",
-        "decoder-embed-dim-subtransformer",
-        "encoder-ffn-embed-dim-all-subtransformer",
-        "decoder-ffn-embed-dim-all-subtransformer",
-        "encoder-layer-num-subtransformer",
-        "decoder-layer-num-subtransformer",
-        "encoder-self-attention-heads-all-subtransformer",
-        "decoder-self-attention-heads-all-subtransformer",
-        "decoder-ende-attention-heads-all-subtransformer",
-        "decoder-arbitrary-ende-attn-all-subtransformer",
-    )
-}
+_SUB_ARG_FIELDS = {key.replace("-", "_"): key for key in YAML_KEYS}  # args.<key with underscores> -> YAML key
 
 
 # ------------------------------------------------------------------------------- restricted load

@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from hat_cli.space import YAML_KEYS
+
 HUB_NAMESPACE = "hat-cli"
 HAT_REPOSITORY = "mit-han-lab/hardware-aware-transformers"
 HAT_COMMIT = "70e5a279d080670208249fdd98ed731fa9bcc466"
@@ -24,18 +26,7 @@ TASK_NAMES = {  # published task key -> hat task name (hat_cli/tasks.py)
     "wmt14enfr": "wmt14.en-fr",
     "wmt19ende": "wmt19.en-de",
 }
-ARCH_KEYS = (
-    "encoder-embed-dim-subtransformer",
-    "decoder-embed-dim-subtransformer",
-    "encoder-ffn-embed-dim-all-subtransformer",
-    "decoder-ffn-embed-dim-all-subtransformer",
-    "encoder-layer-num-subtransformer",
-    "decoder-layer-num-subtransformer",
-    "encoder-self-attention-heads-all-subtransformer",
-    "decoder-self-attention-heads-all-subtransformer",
-    "decoder-ende-attention-heads-all-subtransformer",
-    "decoder-arbitrary-ende-attn-all-subtransformer",
-)
+ARCH_KEYS = YAML_KEYS  # HAT's 10 SubTransformer keys, in the published order
 SHAPE_KEYS = (
     "encoder_embed_dim",
     "decoder_embed_dim",
