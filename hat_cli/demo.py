@@ -96,7 +96,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
     step(
         "collect latency (cpu)",
         ["collect-latency", "--hw", HARDWARE, "--task", TASK, "--samples", str(settings.latency_samples),
-         "--csv", str(latency_csv), "--repetitions", str(settings.repetitions), "--reference-every", "10", "--seed", seed],
+         "--csv", str(latency_csv), "--repetitions", str(settings.repetitions), "--reference-every", "5", "--seed", seed],
     )
     predictor = work / "cpu.predictor"
     step("fit latency predictor", ["fit-predictor", "--dataset", str(latency_csv), "--out", str(predictor), "--seed", seed])
