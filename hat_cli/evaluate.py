@@ -61,21 +61,6 @@ def resolve_model_dir(spec: str | Path, progress: Any = None) -> tuple[Path, str
     return zoo.pull(entry.name, progress=progress), entry.name
 
 
-def check_compatible(meta: dict, model, data, label: str) -> None:
-    """The data must be tokenised with the dictionaries the model was trained with."""
-    recorded = meta.get("dictionaries") or {}
-    for lang, dictionary in ((data.src_lang, data.src_dict), (data.tgt_lang, data.tgt_dict)):
-        expected = recorded.get(lang)
-        if expected and expected != dictionary.sha256():
-            raise HatError(
-                f"The {lang} dictionary of the data differs from the one model {label} was trained with "
-                f"(sha256 {dictionary.sha256()[:12]}… vs {expected[:12]}…); use the matching --data-dir."
-            )
-    for side, dictionary, size in (("source", data.src_dict, model.src_vocab_size), ("target", data.tgt_dict, model.tgt_vocab_size)):
-        if len(dictionary) != size:
-            raise HatError(f"The {side} dictionary has {len(dictionary)} symbols but model {label} expects {size}.")
-
-
 def sentence_batches(data, batch_size: Optional[int], max_tokens: Optional[int]) -> list[np.ndarray]:
     """generate.py's batches: sentences ordered by source then target length, at most ``batch_size``
     sentences (HAT used 128) or at most ``max_tokens`` padded tokens per batch."""
@@ -206,7 +191,7 @@ def evaluate(
 
     from hat_cli.data.batching import load_split
     from hat_cli.decoding import SearchSettings
-    from hat_cli.modelio import load_model
+    from hat_cli.modelio import check_data_matches, load_model
     from hat_cli.space import load_architecture
     from hat_cli.tasks import get_task
 
@@ -230,7 +215,7 @@ def evaluate(
     if meta.get("task") and meta["task"] != task.name:
         raise HatError(f"Model {label} was trained for task {meta['task']}, not {task.name}.")
     data = load_split(Path(data_dir) if data_dir else Path("data") / task.name, subset, task.src, task.tgt)
-    check_compatible(meta, model, data, label)
+    check_data_matches(meta, data, label, model)
     config = None
     if arch is not None:
         config = load_architecture(arch)

@@ -168,13 +168,3 @@ def default_max_tokens(device: torch.device) -> int:
     return 16384 if device.type == "cuda" else 4096
 
 
-def check_dictionaries(meta: dict, data, supernet: str | Path) -> None:
-    """The SuperTransformer must have been trained with these dictionaries, or its losses mean nothing."""
-    recorded = (meta or {}).get("dictionaries") or {}
-    for lang, dictionary in ((data.src_lang, data.src_dict), (data.tgt_lang, data.tgt_dict)):
-        expected = recorded.get(lang)
-        if expected and expected != dictionary.sha256():
-            raise HatError(
-                f"The {lang} dictionary of the validation data differs from the one SuperTransformer {supernet} "
-                f"was trained with; use the data directory it was trained on (--data-dir)."
-            )

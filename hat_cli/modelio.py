@@ -130,3 +130,21 @@ def load_model(directory: str | os.PathLike, device: str | None = None):
         model = model.to(device)
     model.eval()
     return model, meta
+
+
+def check_data_matches(meta: dict[str, Any], data, label: str, model=None) -> None:
+    """Refuse data tokenised with other dictionaries than the model was trained with (and, given the
+    model, vocabularies of another size): its losses or translations would mean nothing."""
+    recorded = (meta or {}).get("dictionaries") or {}
+    for lang, dictionary in ((data.src_lang, data.src_dict), (data.tgt_lang, data.tgt_dict)):
+        expected = recorded.get(lang)
+        if expected and expected != dictionary.sha256():
+            raise HatError(
+                f"The {lang} dictionary of the data differs from the one model {label} was trained with "
+                f"(sha256 {dictionary.sha256()[:12]}… vs {expected[:12]}…); use the matching --data-dir."
+            )
+    if model is None:
+        return
+    for side, dictionary, size in (("source", data.src_dict, model.src_vocab_size), ("target", data.tgt_dict, model.tgt_vocab_size)):
+        if len(dictionary) != size:
+            raise HatError(f"The {side} dictionary has {len(dictionary)} symbols but model {label} expects {size}.")

@@ -590,7 +590,7 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         raise HatError(f"No prepared data for task '{task.name}' at {data_dir}; make it with `hat data --task {task.name}` or pass --data-dir.")
     from hat_cli import fitness as fitness_module  # torch: only once the cheap checks have passed
     from hat_cli.data.batching import load_split
-    from hat_cli.modelio import load_model
+    from hat_cli.modelio import check_data_matches, load_model
 
     data = load_split(data_dir, "valid", task.src, task.tgt)
     supernet_dir, supernet_label = resolve_supernet(task.name, request.supernet)
@@ -599,9 +599,7 @@ def run_search(request: SearchRequest, progress=None, log: Callable[[str], None]
         raise HatError(f"{supernet_label} is a SubTransformer; search needs a SuperTransformer (--supernet).")
     if model.super_shape != space.shape:
         raise HatError(f"SuperTransformer {supernet_label} does not have the shape of search space '{space.name}' that task '{task.name}' uses.")
-    fitness_module.check_dictionaries(meta, data, supernet_label)
-    if model.tgt_vocab_size != len(data.tgt_dict) or model.src_vocab_size != len(data.src_dict):
-        raise HatError(f"The vocabularies of {supernet_label} and of the data in {data_dir} differ in size; use the data it was trained on.")
+    check_data_matches(meta, data, supernet_label, model)
 
     device = fitness_module.resolve_device(request.device)
     precision = request.precision or fitness_module.default_precision(device)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from hat_cli.errors import HatError
-from hat_cli.fitness import ValidationLoss, check_dictionaries, prepare_validation
+from hat_cli.fitness import ValidationLoss, prepare_validation
+from hat_cli.modelio import check_data_matches as check_dictionaries
 from hat_cli.space import SearchSpace
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
