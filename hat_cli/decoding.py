@@ -137,6 +137,17 @@ def _sorted(tokens: Tensor, lengths: Tensor, scores: Tensor, positional: Tensor,
     return Hypotheses(take(tokens), take(lengths), take(scores), take(positional), steps)
 
 
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Dropout off while decoding; the caller's training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.inference_mode()
 def beam_search(
     model,
@@ -152,13 +163,8 @@ def beam_search(
     ``incremental=False`` recomputes the whole prefix every step (the reference the cache is tested
     against). Returns ``settings.beam`` hypotheses per sentence, best first.
     """
-    settings = settings or SearchSettings()
-    was_training = model.training
-    model.eval()  # dropout off; restored afterwards
-    try:
-        return _beam_search(model, src_tokens, config, settings, incremental, autocast_dtype)
-    finally:
-        model.train(was_training)
+    with _eval_mode(model):
+        return _beam_search(model, src_tokens, config, settings or SearchSettings(), incremental, autocast_dtype)
 
 
 def _beam_search(model, src_tokens, config, settings, incremental, autocast_dtype) -> Hypotheses:
@@ -275,13 +281,8 @@ def greedy_search(
     autocast_dtype: Optional[torch.dtype] = None,
 ) -> Hypotheses:
     """Beam size 1, without the candidate machinery: identical to ``beam_search`` with ``beam=1``."""
-    settings = settings or SearchSettings(beam=1)
-    was_training = model.training
-    model.eval()
-    try:
-        return _greedy_search(model, src_tokens, config, settings, incremental, autocast_dtype)
-    finally:
-        model.train(was_training)
+    with _eval_mode(model):
+        return _greedy_search(model, src_tokens, config, settings or SearchSettings(beam=1), incremental, autocast_dtype)
 
 
 def _greedy_search(model, src_tokens, config, settings, incremental, autocast_dtype) -> Hypotheses:
