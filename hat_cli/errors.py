@@ -7,7 +7,3 @@ class HatError(Exception):
     The message is shown to the user as is, so it must be one complete sentence that says
     what was wrong and what is allowed. Library code raises it; only the CLI exits.
     """
-
-
-class NotImplementedYet(HatError):
-    """A subcommand whose issue has not landed yet."""

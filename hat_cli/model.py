@@ -616,8 +616,3 @@ def extract_subtransformer(model: TransformerModel, config: SubTransformerConfig
         tensor.copy_(source[name][tuple(slice(0, n) for n in tensor.shape)])
     compact.train(model.training)
     return compact
-
-
-def fairseq_state_dict_names(model: TransformerModel) -> list[str]:
-    """The state-dict names in fairseq's order (for conversion and checks)."""
-    return list(model.state_dict().keys())

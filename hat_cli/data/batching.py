@@ -174,17 +174,6 @@ class Batch:
         )
 
 
-def _pad(sequences: list[np.ndarray], pad: int, left: bool) -> np.ndarray:
-    width = max((len(s) for s in sequences), default=0)
-    out = np.full((len(sequences), width), pad, dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        if left:
-            out[row, width - len(seq) :] = seq
-        else:
-            out[row, : len(seq)] = seq
-    return out
-
-
 def collate(data: ParallelData, indices: np.ndarray | list[int]) -> Batch:
     """Pad the sentences ``indices`` of ``data`` into a ``Batch``, longest source first (like fairseq)."""
     import torch
