@@ -45,6 +45,10 @@ class MeasurementProtocol:
     trim_fraction: float = 0.1  # drop floor(f*n) fastest and max(1, floor(f*n)) slowest (latency_dataset.py)
     source_token: int = 7  # source [2, 7, 7, ...]; decoder prefix [7]*(L-1) + [2]
     eos: int = 2
+    # CUDA only: capture the encoder and the whole incremental decode as CUDA graphs and time their
+    # replays. Batch-1 eager decoding on a fast GPU is bound by Python kernel launches, whose speed
+    # wanders with host load (we saw 27% spread on an H200); graph replays time the GPU work itself.
+    cuda_graphs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -1,4 +1,9 @@
-"""`cuda`: the first CUDA GPU of the machine hat runs on."""
+"""`cuda` and `cuda-eager`: the first CUDA GPU of the machine hat runs on.
+
+`cuda` replays the encoder and the decoder as CUDA graphs (how a latency-critical GPU deployment runs
+batch-1 decoding, and stable to a few percent); `cuda-eager` launches every kernel from Python, as
+HAT's scripts did, so its numbers include launch overhead and the host's jitter.
+"""
 
 from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
 
@@ -8,7 +13,18 @@ def register_hardware(register):
     register(
         Backend(
             name="cuda",
-            description="this machine's first CUDA GPU (fp32, CUDA events)",
+            description="this machine's first CUDA GPU (fp32, CUDA graphs, CUDA events)",
+            device="cuda",
+            precision="fp32",
+            protocol=MeasurementProtocol(repetitions=20, cuda_graphs=True),
+            lat_norm=200.0,
+            local=True,
+        )
+    )
+    register(
+        Backend(
+            name="cuda-eager",
+            description="this machine's first CUDA GPU (fp32, eager kernel launches, CUDA events)",
             device="cuda",
             precision="fp32",
             protocol=MeasurementProtocol(repetitions=20),

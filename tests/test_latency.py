@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -182,3 +184,20 @@ def test_named_device_warns_that_numbers_describe_this_machine(tmp_path):
     assert "describe this machine" in " ".join(result.stderr.split())
     rows = list(csv.DictReader(open(tmp_path / "x.csv")))
     assert rows[0]["hardware"] == "xeon" and rows[0]["mode"] == "inference"
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (CUDA-graph timing)")
+@pytest.mark.parametrize("task_name", ["demo", "wmt14.en-de"])
+def test_cuda_graph_timing_measures_the_same_model_as_eager(task_name):
+    """`cuda` captures encoder and decoder as CUDA graphs; `cuda-eager` launches from Python. Capture must
+    work for the smallest and a sampled architecture of each task's latency space (no host sync inside
+    the model), and twice on one model (graphs are released after each measurement)."""
+    task = get_task(task_name)
+    space = SearchSpace.builtin(task.latency_space)
+    graphs = LatencyMeter(get_backend("cuda"), task, space.shape)
+    eager = LatencyMeter(get_backend("cuda-eager"), task, space.shape)
+    assert graphs.uses_cuda_graphs and not eager.uses_cuda_graphs
+    for config in (space.smallest(), space.sample(random.Random(3))):
+        model = graphs.build(config)
+        for result in (graphs.measure(config, model), graphs.measure(config, model), eager.measure(config, model)):
+            assert 0 < result.encoder_ms < math.inf and 0 < result.decoder_ms < math.inf
