@@ -154,6 +154,9 @@ def subset_of(data, n):
         def __getitem__(self, i):
             return self.ds[i]
 
+        def padded(self, indices, pad, left=False):  # the vectorised collate's accessor
+            return self.ds.padded(indices, pad, left)
+
     view = copy.copy(data)
     view.src, view.tgt = _Head(data.src), _Head(data.tgt)
     return view
