@@ -1,17 +1,37 @@
 """The `hat` command line: argument parsing only; each command calls a library function.
 
 Command modules are imported here at start-up, so they must not import torch at module level
-(`hat --help` has to return in well under half a second).
+(`hat --help` has to return in well under half a second). Help is click's plain text, not Rich panels:
+it needs no Rich rendering, matches the top-level overview in `entry.py`, and is what `help_snapshot.py`
+snapshots so that `entry.py` can answer `hat CMD --help` without importing Typer at all.
 """
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from hat_cli.commands import data, demo, hw, latency, profile, search, test, train, zoo
 
+
+class CommandGroup(TyperGroup):
+    """Lists each subcommand's first sentence in full, wrapped; click would cut it to fit one line."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="hat",
+    cls=CommandGroup,
+    rich_markup_mode=None,
     help="Hardware-Aware Transformers: train a SuperTransformer, learn your device's latency, "
     "search the best SubTransformer under a latency budget, train and test it.",
     no_args_is_help=True,
@@ -28,8 +48,8 @@ app.command("search")(search.search)
 app.command("train-sub")(train.train_sub)
 app.command("test")(test.test)
 app.command("profile")(profile.profile)
-app.add_typer(zoo.app, name="zoo", help="The published models: list, info, pull, convert, push.")
-app.add_typer(hw.app, name="hw", help="Hardware backends (plugins).")
+app.add_typer(zoo.app, name="zoo", cls=CommandGroup, help="The published models: list, info, pull, convert, push.")
+app.add_typer(hw.app, name="hw", cls=CommandGroup, help="Hardware backends (plugins).")
 app.command("demo")(demo.demo)
 
 
