@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Multi30k De-En on a 2 x H200 host (device kind nvidia-h200-x2), everything through the `hat` CLI:
+#   issue 6: the latency/BLEU front -- three searched SubTransformers against plain Transformers;
+#   issue 7: train-sub of the largest and smallest SubTransformers, and a plain Transformer of the
+#            largest size as the sanity bar, each scored by `hat test` on test_2016_flickr;
+#   issue 8: `hat search --hw cuda --verify` at three budgets on the trained SuperTransformer.
+#
+#   . bench/device_setup.sh && PREDICTOR=runs/h200/cuda.predictor bash bench/h200x2_multi30k.sh
+#
+# The budgets are the measured latencies of three plain Transformers (full width, 1-3 decoder layers),
+# so each searched model and its plain partner share one budget. The latency predictor comes from
+# `hat collect-latency --hw cuda` + `hat fit-predictor` on another H200 (bench/bench_latency_gpu.py);
+# every searched winner is verified by measurement here. All models: the same updates, batch and
+# learning-rate schedule (the task's defaults). GPU 0: SuperTransformer, searches, searched winners,
+# largest and smallest; GPU 1: the four plain Transformers. Results are packed into $OUT every 20 s, so a
+# call cut short still returns what finished.
+set -uo pipefail
+R=${WORK:-/tmp/m30}
+OUT=${OUT:-$R/out}
+PREDICTOR=${PREDICTOR:?set PREDICTOR to a hat fit-predictor output for --hw cuda}
+SUPER_UPDATES=${SUPER_UPDATES:-2000}
+SUB_UPDATES=${SUB_UPDATES:-2000}
+HW=${HW:-cuda}                       # CPU smoke test: HW=cpu SUPER_UPDATES=4 SUB_UPDATES=4 POP=6 ITERS=1 SUB_TOKENS=512 SUPER_TOKENS=512
+POP=${POP:-60}
+ITERS=${ITERS:-15}
+SUB_TOKENS=${SUB_TOKENS:-8192}
+SUPER_TOKENS=${SUPER_TOKENS:-16384}
+TASK=multi30k.de-en
+D=${DATA:-$R/data}
+mkdir -p $R/json $R/arch "$OUT"
+log() { echo "[$(date +%T)] $*" | tee -a $R/timeline.txt; }
+pack() { tar -czf $OUT/.m30.tmp.tar.gz --exclude='*.safetensors' --exclude='data' -C $R . 2>/dev/null && mv $OUT/.m30.tmp.tar.gz $OUT/m30.tar.gz; }
+(while sleep 20; do pack; done) &
+PACKER=$!
+
+train_and_test() {  # NAME ARCH.yml: hat train-sub from scratch, then hat test
+  local name=$1 arch=$2
+  hat train-sub --task $TASK --arch "$arch" --data-dir $D --save-dir $R/sub-$name --max-updates $SUB_UPDATES \
+      --max-tokens $SUB_TOKENS --seed 1 --json > $R/json/train-$name.json 2> $R/sub-$name.err \
+    && hat test $R/sub-$name/model --task $TASK --data-dir $D --output $R/sub-$name.hyp --json > $R/json/test-$name.json 2>> $R/sub-$name.err
+  log "$name trained and tested rc=$?"
+}
+
+log start
+[ -f $D/dict.de.txt ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir $D --json > $R/json/data.json || exit 1
+python - $R/arch <<'PY'
+import sys
+from pathlib import Path
+from hat_cli.space import SearchSpace, SubTransformerConfig
+out = Path(sys.argv[1]); space = SearchSpace.builtin("multi30k")
+space.largest().save_yaml(out / "largest.yml")
+space.smallest().save_yaml(out / "smallest.yml")
+for depth in (1, 2, 3, 6):  # plain: full width, standard attention, uniform layers, scaled by decoder depth
+    SubTransformerConfig.from_mapping({
+        "encoder-embed-dim-subtransformer": 512, "decoder-embed-dim-subtransformer": 512,
+        "encoder-ffn-embed-dim-all-subtransformer": [2048] * 6, "decoder-ffn-embed-dim-all-subtransformer": [2048] * depth,
+        "encoder-layer-num-subtransformer": 6, "decoder-layer-num-subtransformer": depth,
+        "encoder-self-attention-heads-all-subtransformer": [8] * 6, "decoder-self-attention-heads-all-subtransformer": [8] * depth,
+        "decoder-ende-attention-heads-all-subtransformer": [8] * depth, "decoder-arbitrary-ende-attn-all-subtransformer": [-1] * depth,
+    }).save_yaml(out / f"plain{depth}.yml")
+PY
+log "data and architectures ready"
+
+# GPU 1: measure the plain models (their latencies are the budgets), then train all four at once.
+(
+  export CUDA_VISIBLE_DEVICES=1
+  for a in plain1 plain2 plain3 plain6 largest smallest; do
+    hat profile $R/arch/$a.yml --task $TASK --hw $HW --json > $R/json/profile-$a.json
+  done
+  log "plain models measured"
+  for a in plain1 plain2 plain3 plain6; do train_and_test $a $R/arch/$a.yml & done
+  wait
+) &
+GPU1=$!
+
+# GPU 0: SuperTransformer (the largest and smallest SubTransformers train beside it), searches, winners.
+(
+  export CUDA_VISIBLE_DEVICES=0
+  for a in largest smallest; do train_and_test $a $R/arch/$a.yml & done
+  hat train-super --task $TASK --data-dir $D --save-dir $R/super --max-updates $SUPER_UPDATES --max-tokens $SUPER_TOKENS \
+      --seed 1 --json > $R/json/train-super.json 2> $R/super.err
+  log "super trained rc=$?"
+  while [ ! -f $R/json/profile-plain3.json ]; do sleep 2; done
+  for depth in 1 2 3; do
+    budget=$(python -c "import json; print(f\"{json.load(open('$R/json/profile-plain$depth.json'))['latency_ms']['total']:.3f}ms\")")
+    hat search --task $TASK --hw $HW --latency $budget --supernet $R/super/model --data-dir $D --predictor $PREDICTOR \
+        --population $POP --parents $((POP / 5)) --mutations $((2 * POP / 5)) --crossovers $((2 * POP / 5)) --iterations $ITERS --seed 1 \
+        --out $R/search-$depth --verify --json > $R/json/search-$depth.json 2> $R/search-$depth.err
+    log "search at $budget (plain$depth) rc=$?"
+  done
+  for depth in 1 2 3; do
+    arch=$(python -c "import json; print(json.load(open('$R/json/search-$depth.json'))['config'])") \
+      && train_and_test hat$depth $arch &
+  done
+  for a in largest smallest; do
+    hat test $R/super/model --arch $R/arch/$a.yml --task $TASK --data-dir $D --json > $R/json/test-inherited-$a.json 2>> $R/super.err
+  done
+  wait
+) &
+GPU0=$!
+wait $GPU0 $GPU1
+log done
+kill $PACKER 2>/dev/null
+python bench/multi30k_report.py $R --out $R > $R/report.log 2>&1
+pack
+cat $R/report.log
