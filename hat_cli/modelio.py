@@ -26,6 +26,8 @@ def describe(model, **metadata: Any) -> dict[str, Any]:
     doc = {
         "format": "hat-cli",
         "format_version": FORMAT_VERSION,
+        # A SubTransformer as wide and deep as its SuperTransformer has the same tensors; "arch" still says
+        # which architecture it computes (e.g. attending to two encoder layers), and loading honours it.
         "kind": "subtransformer" if model.is_compact else "supertransformer",
         "super_shape": model.super_shape.to_dict(),
         "arch": model.config.to_dict(),
@@ -89,7 +91,10 @@ def _build(meta: dict[str, Any], TransformerModel):
         hyper = dict(meta.get("hyperparameters", {}))
         common = (meta["src_vocab_size"], meta["tgt_vocab_size"], bool(meta["share_all_embeddings"]))
         if meta["kind"] == "supertransformer":
-            return TransformerModel.supertransformer(shape, *common, **hyper)
+            model = TransformerModel.supertransformer(shape, *common, **hyper)
+            if meta.get("arch"):  # full-size weights trained for one architecture (see `describe`)
+                model.default_config = SubTransformerConfig.from_dict(meta["arch"])
+            return model
         if meta["kind"] == "subtransformer":
             return TransformerModel.subtransformer(SubTransformerConfig.from_dict(meta["arch"]), shape, *common, **hyper)
     except (KeyError, TypeError) as exc:

@@ -30,6 +30,23 @@ def test_round_trip_keeps_outputs(tmp_path, share):
             assert loaded.decoder.embed_tokens.weight is loaded.encoder.embed_tokens.weight
 
 
+def test_full_size_subtransformer_keeps_its_architecture(tmp_path):
+    """A SubTransformer as wide and deep as the SuperTransformer, attending to the last two encoder layers,
+    has the SuperTransformer's tensors; reloaded, it must still attend to two layers (an H200 run scored
+    such a model with the default one-layer attention: BLEU 0 instead of ~40)."""
+    import dataclasses
+
+    space = SearchSpace.builtin("multi30k")
+    largest = space.largest()
+    config = dataclasses.replace(largest, decoder_arbitrary_ende_attn=[1] * largest.decoder_layer_num)
+    model = TransformerModel.subtransformer(config, space.shape, 50, 50, True).eval()
+    assert not model.is_compact
+    loaded, meta = load_model(save_model(model, tmp_path / "m", {"task": "multi30k.de-en"}))
+    assert loaded.config == config
+    src, tgt = torch.randint(4, 50, (2, 7)), torch.randint(4, 50, (2, 5))
+    assert torch.equal(loaded(src, tgt), model(src, tgt))
+
+
 def test_nothing_but_safetensors_and_json_is_written(tmp_path):
     space = SearchSpace.builtin("demo")
     save_model(TransformerModel.supertransformer(space.shape, 20, 20, True), tmp_path)
