@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Second Multi30k call on a 2 x H200 host (after bench/h200x2_multi30k.sh), everything through `hat`:
+#   issue 6: plain Transformers scaled down by *width* as well as depth -- 384 wide (FFN 2048, 8 heads)
+#            and 256 wide (FFN 1024, 4 heads), 1-3 decoder layers -- trained exactly like the front's
+#            models (2000 updates x 8192 tokens, the task's defaults), measured with --hw cuda;
+#   issue 7: the largest SubTransformer again (its first `hat test` used the wrong encoder attention,
+#            fixed in modelio), and the plain 512-wide 6+6 Transformer for twice as long (4000 updates).
+#
+#   . bench/device_setup.sh && bash bench/h200x2_multi30k_plain.sh
+#
+# Results are packed into $OUT/m30plain.tar.gz every 20 s.
+set -uo pipefail
+R=${WORK:-/tmp/m30plain}
+OUT=${OUT:-$R/out}
+TASK=multi30k.de-en
+D=${DATA:-$R/data}
+mkdir -p $R/json $R/arch "$OUT"
+log() { echo "[$(date +%T)] $*" | tee -a $R/timeline.txt; }
+pack() { tar -czf $OUT/.tmp.tar.gz --exclude='*.safetensors' --exclude='data' -C $R . 2>/dev/null && mv $OUT/.tmp.tar.gz $OUT/m30plain.tar.gz; }
+(while sleep 20; do pack; done) &
+PACKER=$!
+
+train_and_test() {  # NAME ARCH.yml UPDATES
+  local name=$1 arch=$2 updates=$3
+  hat train-sub --task $TASK --arch "$arch" --data-dir $D --save-dir $R/sub-$name --max-updates $updates \
+      --max-tokens 8192 --seed 1 --json > $R/json/train-$name.json 2> $R/sub-$name.err \
+    && hat test $R/sub-$name/model --task $TASK --data-dir $D --output $R/sub-$name.hyp --json > $R/json/test-$name.json 2>> $R/sub-$name.err
+  log "$name ($updates updates) trained and tested rc=$?"
+}
+
+log start
+[ -f $D/dict.de.txt ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir $D --json > $R/json/data.json || exit 1
+python - $R/arch <<'PY'
+import sys
+from pathlib import Path
+from hat_cli.space import SearchSpace, SubTransformerConfig
+out = Path(sys.argv[1]); space = SearchSpace.builtin("multi30k")
+space.largest().save_yaml(out / "largest.yml")
+def plain(width, ffn, heads, depth):
+    return SubTransformerConfig.from_mapping({
+        "encoder-embed-dim-subtransformer": width, "decoder-embed-dim-subtransformer": width,
+        "encoder-ffn-embed-dim-all-subtransformer": [ffn] * 6, "decoder-ffn-embed-dim-all-subtransformer": [ffn] * depth,
+        "encoder-layer-num-subtransformer": 6, "decoder-layer-num-subtransformer": depth,
+        "encoder-self-attention-heads-all-subtransformer": [heads] * 6, "decoder-self-attention-heads-all-subtransformer": [heads] * depth,
+        "decoder-ende-attention-heads-all-subtransformer": [heads] * depth, "decoder-arbitrary-ende-attn-all-subtransformer": [-1] * depth,
+    })
+plain(512, 2048, 8, 6).save_yaml(out / "plain6.yml")
+for depth in (1, 2, 3):
+    plain(384, 2048, 8, depth).save_yaml(out / f"w384d{depth}.yml")
+    plain(256, 1024, 4, depth).save_yaml(out / f"w256d{depth}.yml")
+PY
+log "data and architectures ready"
+
+(
+  export CUDA_VISIBLE_DEVICES=1
+  for a in w384d1 w384d2 w384d3 w256d1 w256d2 w256d3; do
+    hat profile $R/arch/$a.yml --task $TASK --hw cuda --json > $R/json/profile-$a.json
+  done
+  log "plain models measured"
+  for a in w384d2 w384d3 w256d2 w256d3; do train_and_test $a $R/arch/$a.yml 2000 & done
+  wait
+) &
+(
+  export CUDA_VISIBLE_DEVICES=0
+  train_and_test plain6-4000 $R/arch/plain6.yml 4000 &
+  train_and_test largest $R/arch/largest.yml 2000 &
+  sleep 40  # GPU 1 measures latency first; starting these later keeps the host quiet meanwhile
+  for a in w384d1 w256d1; do train_and_test $a $R/arch/$a.yml 2000 & done
+  wait
+) &
+wait
+log done
+kill $PACKER 2>/dev/null
+pack
+cat $R/timeline.txt
