@@ -60,6 +60,7 @@ log "data and architectures ready"
   for a in w384d2 w384d3 w256d2 w256d3; do train_and_test $a $R/arch/$a.yml 2000 & done
   wait
 ) &
+GPU1=$!
 (
   export CUDA_VISIBLE_DEVICES=0
   train_and_test plain6-4000 $R/arch/plain6.yml 4000 &
@@ -68,7 +69,8 @@ log "data and architectures ready"
   for a in w384d1 w256d1; do train_and_test $a $R/arch/$a.yml 2000 & done
   wait
 ) &
-wait
+GPU0=$!
+wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
 log done
 kill $PACKER 2>/dev/null
 pack

@@ -1,6 +1,8 @@
 """Tables and the front plot from a `bench/h200x2_multi30k.sh` run directory (the JSON of every hat command).
 
-    python bench/multi30k_report.py RUN_DIR [--out DIR]
+    python bench/multi30k_report.py RUN_DIR [--plain-run RUN2] [--out DIR]
+
+RUN2 is a `bench/h200x2_multi30k_plain.sh` run: its width-scaled plain Transformers join the front.
 
 Prints three Markdown tables (searches, the front, the issue-7 models) and writes multi30k_front.png.
 Missing pieces (a run cut short) show as "-".
@@ -87,6 +89,22 @@ def issue7(run: Path) -> list[str]:
     return lines
 
 
+WIDTH_SCALED = (("w384", "plain, 384 wide (FFN 2048, 8 heads)"), ("w256", "plain, 256 wide (FFN 1024, 4 heads)"))
+
+
+def width_scaled(run: Path) -> tuple[list[str], list[dict]]:
+    rows, lines = [], ["| model | measured latency (ms) | valid loss (bits) | BLEU | SacreBLEU |", "|---|---|---|---|---|"]
+    for prefix, label in WIDTH_SCALED:
+        for depth in (1, 2, 3):
+            name = f"{prefix}d{depth}"
+            prof = load(run, f"profile-{name}")
+            r = model_row(run, name, prof["latency_ms"]["total"] if prof else None) | {"kind": prefix, "budget": None}
+            rows.append(r)
+            lines.append(f"| {label}, {depth} decoder layer{'s' if depth > 1 else ''} | {fmt(r['latency'], '.2f')} | {fmt(r['valid'], '.3f')} | "
+                         f"{fmt(r['bleu'], '.2f')} | {fmt(r['sacrebleu'], '.2f')} |")
+    return lines, rows
+
+
 def plot(rows: list[dict], path: Path) -> bool:
     try:
         import matplotlib
@@ -96,7 +114,9 @@ def plot(rows: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, marker, label in (("searched", "o", "HAT searched"), ("plain", "s", "plain Transformer (depth-scaled)")):
+    series = (("searched", "o", "HAT searched"), ("plain", "s", "plain, 512 wide (depth-scaled)"),
+              ("w384", "^", "plain, 384 wide"), ("w256", "v", "plain, 256 wide"))
+    for kind, marker, label in series:
         pts = sorted((r["latency"], r["bleu"]) for r in rows if r["kind"] == kind and r["latency"] and r["bleu"] is not None)
         if pts:
             ax.plot(*zip(*pts), marker=marker, label=label)
@@ -116,11 +136,16 @@ def plot(rows: list[dict], path: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
+    parser.add_argument("--plain-run", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or args.run
     front_lines, rows = front(args.run)
     text = "\n".join(["## searches", *searches(args.run), "", "## front", *front_lines, "", "## issue 7 models", *issue7(args.run)])
+    if args.plain_run:
+        lines, extra = width_scaled(args.plain_run)
+        rows += extra
+        text += "\n\n## width-scaled plain Transformers\n" + "\n".join(lines)
     timeline = args.run / "timeline.txt"
     if timeline.exists():
         text += "\n\n## timeline\n" + timeline.read_text()
