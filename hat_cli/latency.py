@@ -236,13 +236,19 @@ class LatencyMeter:
                 for _ in range(max(2, p.warmup)):
                     decoder(encoder().reorder(beam_index))
             torch.cuda.current_stream(self.device).wait_stream(side)
-            encoder_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(encoder_graph):
-                static_enc = encoder()
-            beam_enc = static_enc.reorder(beam_index)
-            decoder_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(decoder_graph, pool=encoder_graph.pool()):
-                decoder(beam_enc)
+            try:
+                encoder_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(encoder_graph):
+                    static_enc = encoder()
+                beam_enc = static_enc.reorder(beam_index)
+                decoder_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(decoder_graph, pool=encoder_graph.pool()):
+                    decoder(beam_enc)
+            except RuntimeError as exc:  # e.g. an op that syncs with the host, which a graph cannot hold
+                raise HatError(
+                    f"Hardware '{self.backend.name}' times CUDA graphs, but capturing this model failed "
+                    f"({str(exc).splitlines()[0]}); measure it with a backend without CUDA graphs, such as cuda-eager."
+                ) from None
             for _ in range(p.warmup):
                 encoder_graph.replay()
                 decoder_graph.replay()
