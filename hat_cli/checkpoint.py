@@ -229,6 +229,20 @@ def list_checkpoints(save_dir: str | Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def best_checkpoint(save_dir: str | Path) -> tuple[Path, dict[str, float]] | None:
+    """The kept checkpoint with the lowest validation loss (the mean over the validated architectures, as
+    recorded when it was saved), the newest on ties; None when no checkpoint recorded one."""
+    best = None
+    for path in list_checkpoints(save_dir):
+        losses = (read_state(path).get("metrics") or {}).get("valid_loss") or {}
+        if not losses:
+            continue
+        score = sum(losses.values()) / len(losses)
+        if best is None or score <= best[0]:
+            best = (score, path, dict(losses))
+    return None if best is None else (best[1], best[2])
+
+
 def latest_checkpoint(save_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (``state.json`` is written last, so its presence means complete).
 

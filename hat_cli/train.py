@@ -82,6 +82,7 @@ class TrainResult:
     precision: str = "fp32"
     world_size: int = 1
     averaged: list[str] = field(default_factory=list)
+    final_checkpoint: Optional[str] = None  # with final_model "best": the checkpoint the final model is
     warnings: list[str] = field(default_factory=list)
 
 
@@ -555,9 +556,9 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
 
     if not valid_loss:  # resumed at or past max_updates: nothing trained, still report the model's quality
         valid_loss, valid_nll = validate()
-    final_dir, averaged = None, []
+    final_dir, averaged, final_from = None, [], None
     if dist_ctx.is_main:
-        final_dir, averaged = _write_final_model(run, model, save_dir, meta, valid_loss, updates)
+        final_dir, averaged, valid_loss, final_from = _write_final_model(run, model, save_dir, meta, valid_loss, updates)
     if dist_ctx.world_size > 1:
         import torch.distributed as dist
 
@@ -576,6 +577,7 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
         precision=precision,
         world_size=dist_ctx.world_size,
         averaged=averaged,
+        final_checkpoint=final_from,
         warnings=warnings,
     )
 
@@ -621,20 +623,32 @@ def _run_metadata(run: TrainRun, data, dist_ctx: DistributedContext) -> dict[str
 
 
 def _write_final_model(run: TrainRun, model, save_dir: Path, meta: dict[str, Any], valid_loss: dict[str, float],
-                       updates: int) -> tuple[Path, list[str]]:
+                       updates: int) -> tuple[Path, list[str], dict[str, float], Optional[str]]:
     """``<save_dir>/model``: the trained (optionally checkpoint-averaged) model as a model directory."""
     from hat_cli.model import extract_subtransformer
     from hat_cli.modelio import save_model
 
     cfg = run.config
     averaged: list[str] = []
+    final_from = None
+    device = next(model.parameters()).device
     if cfg.average_last > 1:
         tensors, chosen = ckpt.average_last(save_dir, cfg.average_last)
-        ckpt.load_model_tensors(model, {k: v.to(next(model.parameters()).device) for k, v in tensors.items()}, str(save_dir))
+        ckpt.load_model_tensors(model, {k: v.to(device) for k, v in tensors.items()}, str(save_dir))
         averaged = [p.name for p in chosen]
+    elif cfg.final_model == "best":
+        found = ckpt.best_checkpoint(save_dir)
+        if found is None:
+            raise HatError(f"No checkpoint in {save_dir} recorded a validation loss, so there is no best one to keep.")
+        path, valid_loss = found
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path / ckpt.WEIGHTS_FILE))
+        ckpt.load_model_tensors(model, {k: v.to(device) for k, v in tensors.items()}, str(path))
+        final_from = path.name
     if run.kind == "sub" and run.inside_supernet:
         model = extract_subtransformer(model, run.arch)  # exact compact copy of the trained slice (§7.6)
     training = {**cfg.to_dict(), "kind": run.kind, "inside_supernet": run.inside_supernet, "updates": updates,
-                "valid_loss": valid_loss, "averaged_checkpoints": averaged}
+                "valid_loss": valid_loss, "averaged_checkpoints": averaged, "final_checkpoint": final_from}
     metadata = {"task": meta["task"], "dictionaries": meta["dictionaries"], "training": training, "seed": cfg.seed}
-    return save_model(model, save_dir / FINAL_MODEL_DIR, metadata), averaged
+    return save_model(model, save_dir / FINAL_MODEL_DIR, metadata), averaged, valid_loss, final_from

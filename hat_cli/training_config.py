@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from hat_cli.errors import HatError
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+FINAL_MODELS = ("last", "best")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class TrainingConfig:
     validate_every: int = 1000  # updates; validation also runs at the end
     log_every: int = 50  # updates between host syncs for the progress line
     average_last: int = 0  # > 0: the final model is the average of the last N checkpoints
+    # "best": the final model is the kept checkpoint with the lowest validation loss (small corpora overfit)
+    final_model: str = "last"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
@@ -84,6 +87,10 @@ class TrainingConfig:
             raise HatError(f"adam_betas must be two numbers, got {list(self.adam_betas)}.")
         if self.average_last < 0:
             raise HatError(f"average_last must not be negative, got {self.average_last}.")
+        if self.final_model not in FINAL_MODELS:
+            raise HatError(f"Unknown final model '{self.final_model}'; choose one of: {', '.join(FINAL_MODELS)}.")
+        if self.final_model == "best" and self.average_last > 1:
+            raise HatError("Choose either the best checkpoint or an average of the last ones as the final model, not both.")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

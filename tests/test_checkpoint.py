@@ -8,6 +8,7 @@ import torch
 from hat_cli.checkpoint import (
     average_checkpoints,
     average_last,
+    best_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -105,6 +106,18 @@ def test_averaging_is_the_elementwise_mean(tmp_path):
         assert tensor.dtype == torch.float32
     all3 = average_checkpoints(list_checkpoints(tmp_path))
     assert torch.allclose(all3["proj.weight"], sum(s["proj.weight"] for s in saved) / 3, atol=1e-7)
+
+
+def test_best_checkpoint_is_the_lowest_mean_validation_loss(tmp_path):
+    assert best_checkpoint(tmp_path) is None
+    model, opt = _fresh(seed=1)
+    save_checkpoint(tmp_path, 1, model, opt, {"metrics": {"valid_loss": {}}})  # not validated: never chosen
+    assert best_checkpoint(tmp_path) is None
+    losses = {2: {"largest": 3.0, "smallest": 3.2}, 3: {"largest": 2.1, "smallest": 2.5}, 4: {"largest": 2.4, "smallest": 2.0}}
+    for updates, valid in losses.items():
+        save_checkpoint(tmp_path, updates, model, opt, {"metrics": {"valid_loss": valid}})
+    path, valid = best_checkpoint(tmp_path)
+    assert path.name == "checkpoint_0000004" and valid == losses[4]  # mean 2.2 beats 2.3; ties go to the newest
 
 
 def test_loading_into_the_wrong_model_is_a_clear_error(tmp_path):

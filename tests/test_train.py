@@ -183,6 +183,35 @@ def test_train_super_in_process_reports_and_saves_a_loadable_supertransformer(de
     assert meta["training"]["updates"] == 6
 
 
+def test_final_model_best_is_the_checkpoint_with_the_lowest_validation_loss(generated_demo, tmp_path):
+    from hat_cli.checkpoint import read_state
+    from hat_cli.space import SearchSpace
+
+    arch = SearchSpace.builtin("demo").smallest()
+    yml = tmp_path / "small.yml"
+    arch.save_yaml(yml)
+    run = tmp_path / "run"
+    # A learning rate far too high makes the validation loss climb after the first update, so the best
+    # checkpoint is an early one and "best" differs from "last".
+    result = CliRunner().invoke(app, [
+        "train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(generated_demo), "--save-dir", str(run),
+        "--max-updates", "6", "--max-tokens", "300", "--warmup-updates", "1", "--lr", "1.0", "--save-interval", "1",
+        "--validate-every", "1", "--keep-last", "6", "--final-model", "best", "--json"], env=_env())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    recorded = {p.name: read_state(p)["metrics"]["valid_loss"]["arch"] for p in sorted(run.glob("checkpoint_*"))}
+    assert len(recorded) == 6
+    best = min(recorded, key=lambda name: (recorded[name], -int(name.split("_")[1])))
+    assert best != "checkpoint_0000006"
+    assert doc["final_checkpoint"] == best and doc["valid_loss"] == recorded[best]
+    final = load_file(str(Path(doc["checkpoint"]) / "model.safetensors"))
+    chosen = _weights(run / best)
+    assert all(torch.equal(final[name], chosen[name]) for name in final)
+    bad = CliRunner().invoke(app, ["train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(generated_demo),
+                                   "--save-dir", str(tmp_path / "bad"), "--final-model", "median"], env=_env())
+    assert bad.exit_code == 2 and "median" in bad.output
+
+
 @pytest.mark.parametrize("inside", [False, True], ids=["compact", "inside-supernet"])
 def test_train_sub_from_yaml_on_demo(generated_demo, tmp_path, inside):
     from hat_cli.modelio import load_model

@@ -37,6 +37,12 @@ def _overrides(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+FINAL_MODEL = typer.Option(
+    None, "--final-model",
+    help="last (default): the model at the end of training; best: the kept checkpoint with the lowest "
+    "validation loss, for corpora small enough to overfit.")
+
+
 def _run_with_progress(run, title: str):
     from hat_cli.train import train
 
@@ -74,6 +80,7 @@ def _report(result, json_output: bool, single_valid: bool) -> None:
         "precision": result.precision,
         "world_size": result.world_size,
         "averaged_checkpoints": result.averaged,
+        "final_checkpoint": result.final_checkpoint,
     }
     if json_output:
         emit_json(doc)
@@ -101,6 +108,7 @@ def train_super(
     config: Optional[Path] = CONFIG,
     seed: Optional[int] = SEED,
     keep_last: Optional[int] = KEEP_LAST,
+    final_model: Optional[str] = FINAL_MODEL,
     resume: bool = RESUME,
     validate_every: Optional[int] = VALIDATE_EVERY,
     save_interval: Optional[int] = SAVE_INTERVAL,
@@ -116,7 +124,7 @@ def train_super(
     cfg = resolve_training_config(task, "super", config, _overrides(
         max_updates=max_updates, max_tokens=max_tokens, update_freq=update_freq, lr=lr, warmup_updates=warmup_updates,
         precision=precision, seed=seed, keep_last=keep_last, validate_every=validate_every,
-        save_interval_updates=save_interval))
+        save_interval_updates=save_interval, final_model=final_model))
     the_space = _load_space(space or the_task.space)
     from hat_cli.train import TrainRun
 
@@ -150,6 +158,7 @@ def train_sub(
     seed: Optional[int] = SEED,
     keep_last: Optional[int] = KEEP_LAST,
     average_last: Optional[int] = typer.Option(None, "--average-last", help="Final model = mean of the last N checkpoints (IWSLT published: 10)."),
+    final_model: Optional[str] = FINAL_MODEL,
     resume: bool = RESUME,
     validate_every: Optional[int] = VALIDATE_EVERY,
     save_interval: Optional[int] = SAVE_INTERVAL,
@@ -167,7 +176,7 @@ def train_sub(
     cfg = resolve_training_config(task, "sub", config, _overrides(
         max_updates=max_updates, max_tokens=max_tokens, update_freq=update_freq, lr=lr, warmup_updates=warmup_updates,
         precision=precision, seed=seed, keep_last=keep_last, validate_every=validate_every,
-        save_interval_updates=save_interval, average_last=average_last))
+        save_interval_updates=save_interval, average_last=average_last, final_model=final_model))
     if cfg.average_last > cfg.keep_last:
         raise HatError(f"--average-last {cfg.average_last} needs at least that many kept checkpoints (--keep-last is {cfg.keep_last}).")
     the_space = _load_space(the_task.space)
