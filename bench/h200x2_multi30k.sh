@@ -25,24 +25,11 @@ POP=${POP:-60}
 ITERS=${ITERS:-15}
 SUB_TOKENS=${SUB_TOKENS:-8192}
 SUPER_TOKENS=${SUPER_TOKENS:-16384}
-TASK=multi30k.de-en
-D=${DATA:-$R/data}
-mkdir -p $R/json $R/arch "$OUT"
-log() { echo "[$(date +%T)] $*" | tee -a $R/timeline.txt; }
-pack() { tar -czf $OUT/.m30.tmp.tar.gz --exclude='*.safetensors' --exclude='data' -C $R . 2>/dev/null && mv $OUT/.m30.tmp.tar.gz $OUT/m30.tar.gz; }
-(while sleep 20; do pack; done) &
-PACKER=$!
-
-train_and_test() {  # NAME ARCH.yml: hat train-sub from scratch, then hat test
-  local name=$1 arch=$2
-  hat train-sub --task $TASK --arch "$arch" --data-dir $D --save-dir $R/sub-$name --max-updates $SUB_UPDATES \
-      --max-tokens $SUB_TOKENS --seed 1 --json > $R/json/train-$name.json 2> $R/sub-$name.err \
-    && hat test $R/sub-$name/model --task $TASK --data-dir $D --output $R/sub-$name.hyp --json > $R/json/test-$name.json 2>> $R/sub-$name.err
-  log "$name trained and tested rc=$?"
-}
+. "$(dirname "$0")/multi30k_common.sh"
+start_packer m30.tar.gz
 
 log start
-[ -f $D/dict.de.txt ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir $D --json > $R/json/data.json || exit 1
+prepare_data || exit 1
 python - $R/arch <<'PY'
 import sys
 from pathlib import Path
@@ -68,7 +55,7 @@ log "data and architectures ready"
     hat profile $R/arch/$a.yml --task $TASK --hw $HW --json > $R/json/profile-$a.json
   done
   log "plain models measured"
-  for a in plain1 plain2 plain3 plain6; do train_and_test $a $R/arch/$a.yml & done
+  for a in plain1 plain2 plain3 plain6; do train_and_test $a $R/arch/$a.yml $SUB_UPDATES $SUB_TOKENS & done
   wait
 ) &
 GPU1=$!
@@ -76,7 +63,7 @@ GPU1=$!
 # GPU 0: SuperTransformer (the largest and smallest SubTransformers train beside it), searches, winners.
 (
   export CUDA_VISIBLE_DEVICES=0
-  for a in largest smallest; do train_and_test $a $R/arch/$a.yml & done
+  for a in largest smallest; do train_and_test $a $R/arch/$a.yml $SUB_UPDATES $SUB_TOKENS & done
   hat train-super --task $TASK --data-dir $D --save-dir $R/super --max-updates $SUPER_UPDATES --max-tokens $SUPER_TOKENS \
       --seed 1 --json > $R/json/train-super.json 2> $R/super.err
   log "super trained rc=$?"
@@ -90,7 +77,7 @@ GPU1=$!
   done
   for depth in 1 2 3; do
     arch=$(python -c "import json; print(json.load(open('$R/json/search-$depth.json'))['config'])") \
-      && train_and_test hat$depth $arch &
+      && train_and_test hat$depth $arch $SUB_UPDATES $SUB_TOKENS &
   done
   for a in largest smallest; do
     hat test $R/super/model --arch $R/arch/$a.yml --task $TASK --data-dir $D --json > $R/json/test-inherited-$a.json 2>> $R/super.err
@@ -102,5 +89,5 @@ wait $GPU0 $GPU1
 log done
 kill $PACKER 2>/dev/null
 python bench/multi30k_report.py $R --out $R > $R/report.log 2>&1
-pack
+pack m30.tar.gz
 cat $R/report.log

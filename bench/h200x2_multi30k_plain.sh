@@ -12,24 +12,11 @@
 set -uo pipefail
 R=${WORK:-/tmp/m30plain}
 OUT=${OUT:-$R/out}
-TASK=multi30k.de-en
-D=${DATA:-$R/data}
-mkdir -p $R/json $R/arch "$OUT"
-log() { echo "[$(date +%T)] $*" | tee -a $R/timeline.txt; }
-pack() { tar -czf $OUT/.tmp.tar.gz --exclude='*.safetensors' --exclude='data' -C $R . 2>/dev/null && mv $OUT/.tmp.tar.gz $OUT/m30plain.tar.gz; }
-(while sleep 20; do pack; done) &
-PACKER=$!
-
-train_and_test() {  # NAME ARCH.yml UPDATES
-  local name=$1 arch=$2 updates=$3
-  hat train-sub --task $TASK --arch "$arch" --data-dir $D --save-dir $R/sub-$name --max-updates $updates \
-      --max-tokens 8192 --seed 1 --json > $R/json/train-$name.json 2> $R/sub-$name.err \
-    && hat test $R/sub-$name/model --task $TASK --data-dir $D --output $R/sub-$name.hyp --json > $R/json/test-$name.json 2>> $R/sub-$name.err
-  log "$name ($updates updates) trained and tested rc=$?"
-}
+. "$(dirname "$0")/multi30k_common.sh"
+start_packer m30plain.tar.gz
 
 log start
-[ -f $D/dict.de.txt ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir $D --json > $R/json/data.json || exit 1
+prepare_data || exit 1
 python - $R/arch <<'PY'
 import sys
 from pathlib import Path
@@ -57,21 +44,21 @@ log "data and architectures ready"
     hat profile $R/arch/$a.yml --task $TASK --hw cuda --json > $R/json/profile-$a.json
   done
   log "plain models measured"
-  for a in w384d2 w384d3 w256d2 w256d3; do train_and_test $a $R/arch/$a.yml 2000 & done
+  for a in w384d2 w384d3 w256d2 w256d3; do train_and_test $a $R/arch/$a.yml 2000 8192 & done
   wait
 ) &
 GPU1=$!
 (
   export CUDA_VISIBLE_DEVICES=0
-  train_and_test plain6-4000 $R/arch/plain6.yml 4000 &
-  train_and_test largest $R/arch/largest.yml 2000 &
+  train_and_test plain6-4000 $R/arch/plain6.yml 4000 8192 &
+  train_and_test largest $R/arch/largest.yml 2000 8192 &
   sleep 40  # GPU 1 measures latency first; starting these later keeps the host quiet meanwhile
-  for a in w384d1 w256d1; do train_and_test $a $R/arch/$a.yml 2000 & done
+  for a in w384d1 w256d1; do train_and_test $a $R/arch/$a.yml 2000 8192 & done
   wait
 ) &
 GPU0=$!
 wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
 log done
 kill $PACKER 2>/dev/null
-pack
+pack m30plain.tar.gz
 cat $R/timeline.txt

@@ -1,0 +1,30 @@
+# Shared by bench/h200x2_multi30k.sh and bench/h200x2_multi30k_plain.sh (source it after setting R and OUT):
+# the task and data directory, a timeline log, packing results into $OUT while the run goes on, and
+# training + testing one architecture through `hat`.
+TASK=multi30k.de-en
+D=${DATA:-$R/data}
+mkdir -p "$R/json" "$R/arch" "$OUT"
+
+log() { echo "[$(date +%T)] $*" | tee -a "$R/timeline.txt"; }
+
+pack() {  # pack ARCHIVE: everything but weights and data, swapped in atomically so a cut call keeps the last one
+  tar -czf "$OUT/.tmp.tar.gz" --exclude='*.safetensors' --exclude='data' -C "$R" . 2>/dev/null \
+    && mv "$OUT/.tmp.tar.gz" "$OUT/$1"
+}
+
+start_packer() {  # start_packer ARCHIVE: pack every 20 s; sets PACKER (wait on your own jobs, not a bare wait)
+  (while sleep 20; do pack "$1"; done) &
+  PACKER=$!
+}
+
+prepare_data() {
+  [ -f "$D/dict.de.txt" ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir "$D" --json > "$R/json/data.json"
+}
+
+train_and_test() {  # NAME ARCH.yml UPDATES TOKENS: hat train-sub from scratch, then hat test on test_2016_flickr
+  local name=$1 arch=$2 updates=$3 tokens=$4
+  hat train-sub --task $TASK --arch "$arch" --data-dir "$D" --save-dir "$R/sub-$name" --max-updates "$updates" \
+      --max-tokens "$tokens" --seed 1 --json > "$R/json/train-$name.json" 2> "$R/sub-$name.err" \
+    && hat test "$R/sub-$name/model" --task $TASK --data-dir "$D" --output "$R/sub-$name.hyp" --json > "$R/json/test-$name.json" 2>> "$R/sub-$name.err"
+  log "$name ($updates updates) trained and tested rc=$?"
+}
