@@ -5,13 +5,19 @@
 #          learning-rate check for Multi30k SubTransformers (plain Transformer, two peak rates at once);
 #   GPU 1: issue 8's WMT-scale 30 x 125 search (bench_search_wmt.py);
 #   both : issue 7's two-GPU against one-GPU training (bench_ddp.sh).
-# Results are packed into $OUT/part1.tar.gz.
+# Results are packed into $OUT/part1.tar.gz every 20 s (a call cut short keeps what finished).
 #
 #   . bench/device_setup.sh && bash bench/h200x2_part1.sh
 set -uo pipefail
 R=/tmp/part1
 mkdir -p $R
 log() { echo "[$(date +%T)] $*" | tee -a $R/timeline.txt; }
+pack() {  # every file under 3 MB but the data (a predictor yes, model weights no), swapped in atomically
+  find $R -path "*m30data*" -prune -o -type f -size -3M -print | sed "s|^$R/||" > $R/.files
+  tar -czf $OUT/.tmp.tar.gz -C $R -T $R/.files 2>/dev/null && mv $OUT/.tmp.tar.gz $OUT/part1.tar.gz
+}
+(while sleep 20; do pack; done) &
+PACKER=$!
 
 log "start"
 hat data --task multi30k.de-en --from-dir ../shared/data/multi30k/raw --data-dir $R/m30data --json > $R/data.json
@@ -40,18 +46,19 @@ PY
   wait
   log "lr check done"
 ) &
+GPU0=$!
 
 (
   export CUDA_VISIBLE_DEVICES=1
   timeout 420 python bench/bench_search_wmt.py --out $R/search_wmt > $R/search_wmt.log 2>&1
   log "wmt search rc=$?"
 ) &
-wait
+GPU1=$!
+wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
 
 UPDATES=200 DATA=$R/m30data timeout 200 bash bench/bench_ddp.sh --out $R/ddp > $R/ddp.log 2>&1
 log "ddp rc=$?"
 
-find $R -name "*.safetensors" -delete
-find $R -path "*m30data*" -prune -o -type f -size -3M -print | sed "s|^$R/||" > $R/files.txt
-tar -czf $OUT/part1.tar.gz -C $R -T $R/files.txt
+kill $PACKER 2>/dev/null
+pack
 cp $R/timeline.txt $OUT/
