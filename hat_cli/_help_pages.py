@@ -313,7 +313,7 @@ PAGES = {
         'Options:\n'
         '  --workdir <path>       Where everything goes (default runs/demo).\n'
         '  --super-updates <int>  SuperTransformer training updates.  [default: 300]\n'
-        '  --sub-updates <int>    Updates to train the searched winner.  [default: 500]\n'
+        '  --sub-updates <int>    Updates to train the searched winner.  [default: 800]\n'
         '  --samples <int>        Architectures measured for the latency predictor.\n'
         '                         [default: 30]\n'
         '  --seed <int>           Random seed; recorded next to what the command\n'

@@ -15,7 +15,7 @@ from hat_cli.console import console, emit_json, handle_errors
 def demo(
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where everything goes (default runs/demo)."),
     super_updates: int = typer.Option(300, "--super-updates", help="SuperTransformer training updates."),
-    sub_updates: int = typer.Option(500, "--sub-updates", help="Updates to train the searched winner."),
+    sub_updates: int = typer.Option(800, "--sub-updates", help="Updates to train the searched winner."),
     samples: int = typer.Option(30, "--samples", help="Architectures measured for the latency predictor."),
     seed: int = SEED,
     as_json: bool = JSON,
