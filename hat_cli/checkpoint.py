@@ -278,12 +278,17 @@ def read_state(path: str | Path) -> dict[str, Any]:
         raise HatError(f"{path / STATE_FILE} is not valid JSON.") from None
 
 
+def load_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Only the model weights of a checkpoint directory (not its optimizer state, twice their size)."""
+    load_model_tensors(model, load_file(str(Path(path) / WEIGHTS_FILE)), str(path))
+
+
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     restore_rng_state: bool = True) -> dict[str, Any]:
     """Load weights (and optimizer + RNG state) from a checkpoint directory; return its state document."""
     path = Path(path)
     state = read_state(path)
-    load_model_tensors(model, load_file(str(path / WEIGHTS_FILE)), str(path))
+    load_weights(path, model)
     extra = load_file(str(path / OPTIMIZER_FILE)) if (path / OPTIMIZER_FILE).is_file() else {}
     if optimizer is not None:
         names = {i: n for i, n in enumerate(_param_names(model, optimizer))}

@@ -9,8 +9,8 @@ What makes it fast (the original spends 0.85 s per candidate on newstest2013, mo
   length-sorted batches that stay on the device (no data loader per candidate), and in bf16 mode the
   SuperTransformer's weights are cast to bf16 once (autocast would re-cast every weight slice per batch);
 - batches are large (default 16384 tokens on GPU, HAT used 4096);
-- losses are summed on the device and read back once per *generation* (the model itself still syncs
-  once per batch, to test whether the sources have padding).
+- losses are summed on the device and read back once per *generation* (the model always applies the
+  padding mask rather than testing for pads, which would sync once per batch).
 
 ``precision="fp32"`` is the exact reference: fp32 weights, TF32 matmuls disabled.
 """

@@ -631,20 +631,16 @@ def _write_final_model(run: TrainRun, model, save_dir: Path, meta: dict[str, Any
     cfg = run.config
     averaged: list[str] = []
     final_from = None
-    device = next(model.parameters()).device
-    if cfg.average_last > 1:
+    if cfg.average_last > 1:  # (load_model_tensors copies across devices)
         tensors, chosen = ckpt.average_last(save_dir, cfg.average_last)
-        ckpt.load_model_tensors(model, {k: v.to(device) for k, v in tensors.items()}, str(save_dir))
+        ckpt.load_model_tensors(model, tensors, str(save_dir))
         averaged = [p.name for p in chosen]
     elif cfg.final_model == "best":
         found = ckpt.best_checkpoint(save_dir)
         if found is None:
             raise HatError(f"No checkpoint in {save_dir} recorded a validation loss, so there is no best one to keep.")
         path, valid_loss = found
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path / ckpt.WEIGHTS_FILE))
-        ckpt.load_model_tensors(model, {k: v.to(device) for k, v in tensors.items()}, str(path))
+        ckpt.load_weights(path, model)
         final_from = path.name
     if run.kind == "sub" and run.inside_supernet:
         model = extract_subtransformer(model, run.arch)  # exact compact copy of the trained slice (§7.6)
