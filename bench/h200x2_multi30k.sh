@@ -30,22 +30,7 @@ start_packer m30.tar.gz
 
 log start
 prepare_data || exit 1
-python - $R/arch <<'PY'
-import sys
-from pathlib import Path
-from hat_cli.space import SearchSpace, SubTransformerConfig
-out = Path(sys.argv[1]); space = SearchSpace.builtin("multi30k")
-space.largest().save_yaml(out / "largest.yml")
-space.smallest().save_yaml(out / "smallest.yml")
-for depth in (1, 2, 3, 6):  # plain: full width, standard attention, uniform layers, scaled by decoder depth
-    SubTransformerConfig.from_mapping({
-        "encoder-embed-dim-subtransformer": 512, "decoder-embed-dim-subtransformer": 512,
-        "encoder-ffn-embed-dim-all-subtransformer": [2048] * 6, "decoder-ffn-embed-dim-all-subtransformer": [2048] * depth,
-        "encoder-layer-num-subtransformer": 6, "decoder-layer-num-subtransformer": depth,
-        "encoder-self-attention-heads-all-subtransformer": [8] * 6, "decoder-self-attention-heads-all-subtransformer": [8] * depth,
-        "decoder-ende-attention-heads-all-subtransformer": [8] * depth, "decoder-arbitrary-ende-attn-all-subtransformer": [-1] * depth,
-    }).save_yaml(out / f"plain{depth}.yml")
-PY
+python bench/multi30k_archs.py $R/arch
 log "data and architectures ready"
 
 # GPU 1: measure the plain models (their latencies are the budgets), then train all four at once.

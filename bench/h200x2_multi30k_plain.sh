@@ -17,25 +17,7 @@ start_packer m30plain.tar.gz
 
 log start
 prepare_data || exit 1
-python - $R/arch <<'PY'
-import sys
-from pathlib import Path
-from hat_cli.space import SearchSpace, SubTransformerConfig
-out = Path(sys.argv[1]); space = SearchSpace.builtin("multi30k")
-space.largest().save_yaml(out / "largest.yml")
-def plain(width, ffn, heads, depth):
-    return SubTransformerConfig.from_mapping({
-        "encoder-embed-dim-subtransformer": width, "decoder-embed-dim-subtransformer": width,
-        "encoder-ffn-embed-dim-all-subtransformer": [ffn] * 6, "decoder-ffn-embed-dim-all-subtransformer": [ffn] * depth,
-        "encoder-layer-num-subtransformer": 6, "decoder-layer-num-subtransformer": depth,
-        "encoder-self-attention-heads-all-subtransformer": [heads] * 6, "decoder-self-attention-heads-all-subtransformer": [heads] * depth,
-        "decoder-ende-attention-heads-all-subtransformer": [heads] * depth, "decoder-arbitrary-ende-attn-all-subtransformer": [-1] * depth,
-    })
-plain(512, 2048, 8, 6).save_yaml(out / "plain6.yml")
-for depth in (1, 2, 3):
-    plain(384, 2048, 8, depth).save_yaml(out / f"w384d{depth}.yml")
-    plain(256, 1024, 4, depth).save_yaml(out / f"w256d{depth}.yml")
-PY
+python bench/multi30k_archs.py $R/arch
 log "data and architectures ready"
 
 (
