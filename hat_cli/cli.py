@@ -2,8 +2,8 @@
 
 Command modules are imported here at start-up, so they must not import torch at module level
 (`hat --help` has to return in well under half a second). Help is click's plain text, not Rich panels:
-it needs no Rich rendering, matches the top-level overview in `entry.py`, and is what `help_snapshot.py`
-snapshots so that `entry.py` can answer `hat CMD --help` without importing Typer at all.
+it needs no Rich rendering and is what `help_snapshot.py` snapshots, so that `entry.py` can answer
+`hat --help` and `hat CMD --help` without importing Typer at all.
 """
 
 from __future__ import annotations

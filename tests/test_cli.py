@@ -24,7 +24,7 @@ def test_help_lists_the_nine_subcommands_and_helpers():
 
 def test_fast_overview_lists_exactly_the_typer_commands():
     from hat_cli.cli import app
-    from hat_cli.entry import COMMANDS
+    from hat_cli._help_pages import COMMANDS
 
     typer_names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     assert sorted(name for name, _ in COMMANDS) == sorted(typer_names)

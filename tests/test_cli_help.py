@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from hat_cli import help_snapshot
-from hat_cli._help_pages import PAGES
-from hat_cli.entry import COMMANDS, stored_help
+from hat_cli._help_pages import COMMANDS, PAGES
+from hat_cli.entry import stored_help
 
 # The `hat` executable, and the Typer app itself, as the `hat` executable would run it without entry.py's shortcut.
 HAT = "import sys; sys.argv[0] = 'hat'; from hat_cli.entry import main; main()"
