@@ -176,31 +176,34 @@ class LatencyMeter:
         if self.uses_cuda_graphs:
             return self._measure_with_graphs(config, model, src, prev, beam_index)
         timer = self._timer()
-        from hat_cli.model import DecoderCache
-
         with self._context():
-            enc = None
             for _ in range(p.warmup):
-                enc = model.encode(src, config)
-            encoder_times = []
-            for _ in range(p.repetitions):
-                timer.start()
-                enc = model.encode(src, config)
-                encoder_times.append(timer.stop())
+                model.encode(src, config)
+            encoder_times = self._time(lambda: model.encode(src, config), p.repetitions)
+            enc = model.encode(src, config)  # what the decoder runs attend to
             for _ in range(p.warmup):  # untimed full-length (non-incremental) decoder runs, as HAT did
                 model.decode(prev, enc.reorder(beam_index), config)
             decoder_times = []
             for _ in range(p.repetitions):
                 beam_enc = enc.reorder(beam_index)  # fresh per run: enc-attn keys are computed inside the timing
-                cache = DecoderCache()
                 timer.start()
-                for step in range(1, length + 1):
-                    model.decode(prev[:, :step], beam_enc, config, cache=cache)
+                _decode_steps(model, prev, beam_enc, config, length)
                 decoder_times.append(timer.stop())
-        e = trimmed(encoder_times, p.trim_fraction)
-        d = trimmed(decoder_times, p.trim_fraction)
-        return LatencyMeasurement(e.mean, d.mean, e.std, d.std)
+        return self._summarise(encoder_times, decoder_times)
 
+    def _time(self, run, repetitions: int) -> list[float]:
+        """Milliseconds of ``repetitions`` calls of ``run``, each timed on its own."""
+        timer, times = self._timer(), []
+        for _ in range(repetitions):
+            timer.start()
+            run()
+            times.append(timer.stop())
+        return times
+
+    def _summarise(self, encoder_times: list[float], decoder_times: list[float]) -> LatencyMeasurement:
+        e = trimmed(encoder_times, self.protocol.trim_fraction)
+        d = trimmed(decoder_times, self.protocol.trim_fraction)
+        return LatencyMeasurement(e.mean, d.mean, e.std, d.std)
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -213,20 +216,13 @@ class LatencyMeter:
         left out is Python's launch overhead, which on a fast GPU dominates and wanders with host load."""
         import torch
 
-        from hat_cli.model import DecoderCache
-
         p = self.protocol
-        length = self.length
 
         def encoder():
             return model.encode(src, config)
 
-        def decoder(beam_enc):
-            cache = DecoderCache()  # fresh per run: enc-attn keys are computed inside the graph
-            out = None
-            for step in range(1, length + 1):
-                out = model.decode(prev[:, :step], beam_enc, config, cache=cache)
-            return out
+        def decoder(beam_enc):  # a fresh cache per run: enc-attn keys are computed inside the graph
+            return _decode_steps(model, prev, beam_enc, config, self.length)
 
         with torch.inference_mode():
             # Capture needs warmed-up kernels and lazily built tables, made on a side stream.
@@ -252,20 +248,20 @@ class LatencyMeter:
             for _ in range(p.warmup):
                 encoder_graph.replay()
                 decoder_graph.replay()
-            timer = self._timer()
-            encoder_times, decoder_times = [], []
-            for _ in range(p.repetitions):
-                timer.start()
-                encoder_graph.replay()
-                encoder_times.append(timer.stop())
-            for _ in range(p.repetitions):
-                timer.start()
-                decoder_graph.replay()
-                decoder_times.append(timer.stop())
+            encoder_times = self._time(encoder_graph.replay, p.repetitions)
+            decoder_times = self._time(decoder_graph.replay, p.repetitions)
         del encoder_graph, decoder_graph
-        e = trimmed(encoder_times, p.trim_fraction)
-        d = trimmed(decoder_times, p.trim_fraction)
-        return LatencyMeasurement(e.mean, d.mean, e.std, d.std)
+        return self._summarise(encoder_times, decoder_times)
+
+
+def _decode_steps(model, prev, beam_enc, config, length: int):
+    """HAT's timed decoder: ``length`` incremental steps of all beams, each with the vocabulary projection."""
+    from hat_cli.model import DecoderCache
+
+    cache, logits = DecoderCache(), None
+    for step in range(1, length + 1):
+        logits = model.decode(prev[:, :step], beam_enc, config, cache=cache)
+    return logits
 
 
 class _WallTimer:
