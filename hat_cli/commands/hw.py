@@ -22,18 +22,7 @@ def list_hardware(json_output: bool = JSON) -> None:
     registry = load_hardware()
     for failure in registry.failures:
         console.print(f"[yellow]warning:[/] hardware plugin '{failure.name}' ({failure.source}) was skipped: {failure.error}", highlight=False)
-    rows = [
-        {
-            "name": b.name,
-            "description": b.description,
-            "source": b.source,
-            "device": b.device,
-            "precision": b.precision,
-            "lat_norm": b.lat_norm,
-            "local": b.local,
-        }
-        for b in sorted(registry.backends.values(), key=lambda b: b.name)
-    ]
+    rows = [b.to_dict() for b in sorted(registry.backends.values(), key=lambda b: b.name)]
     rows += [
         {"name": f.name, "description": "(failed to load)", "source": f.source, "error": f.error}
         for f in registry.failures
