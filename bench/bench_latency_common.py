@@ -57,8 +57,7 @@ def run(args) -> dict:
     space = SearchSpace.builtin(task.latency_space)
     meter = LatencyMeter(backend, task, space.shape)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"hardware": backend.name, "device": meter.describe_device(), "precision": backend.precision, "mode": meter.mode,
-            "threads": str(meter.threads), "repetitions": str(protocol.repetitions), "torch_version": torch.__version__, "task": task.name}
+    meta = meter.csv_metadata()
     print(f"{meta['device']} | task {task.name} | {protocol.repetitions} timed runs, {protocol.warmup} warm-up | torch {torch.__version__}", flush=True)
 
     def collect(name: str, seed: int, n: int):

@@ -129,6 +129,17 @@ class LatencyMeter:
             return f"cuda:{self.device.index} {torch.cuda.get_device_name(self.device)}"
         return f"cpu {platform.machine()} {self.threads} threads"
 
+    def csv_metadata(self) -> dict[str, str]:
+        """The measurement columns of a latency CSV row that describe this meter (latency_dataset.METADATA_COLUMNS
+        without the per-row timestamp, sample index, reference flag and seed)."""
+        import torch
+
+        return {
+            "hardware": self.backend.name, "device": self.describe_device(), "precision": self.backend.precision,
+            "mode": self.mode, "threads": str(self.threads), "repetitions": str(self.protocol.repetitions),
+            "torch_version": torch.__version__, "task": self.task.name,
+        }
+
     # ------------------------------------------------------------------------------------- measuring
     def build(self, config: SubTransformerConfig):
         """A compact random SubTransformer of ``config`` on the backend's device and precision."""

@@ -52,23 +52,11 @@ def collect_latency(
     space = SearchSpace.builtin(the_task.latency_space)
     path = csv_path or backend.default_dataset(the_task.name)
 
-    import torch
-
     from hat_cli import latency_dataset
     from hat_cli.latency import LatencyMeter
 
     meter = LatencyMeter(backend, the_task, space.shape, mode=mode)
-    metadata = {
-        "hardware": backend.name,
-        "device": meter.describe_device(),
-        "precision": backend.precision,
-        "mode": meter.mode,
-        "threads": meter.threads,
-        "repetitions": protocol.repetitions,
-        "torch_version": torch.__version__,
-        "task": the_task.name,
-        "seed": seed,
-    }
+    metadata = {**meter.csv_metadata(), "seed": str(seed)}
     console.print(f"measuring on {metadata['device']} with '{backend.name}' ({meter.mode} mode) -> {path}", highlight=False)
     with make_progress() as progress:
         bar = progress.add_task("collect-latency", total=samples, info="")
@@ -77,7 +65,7 @@ def collect_latency(
             progress.update(bar, completed=done, info=f"last {latency_ms:.1f} ms" if latency_ms else "")
 
         result = latency_dataset.collect(
-            Path(path), space, meter.measure, samples, seed, {k: str(v) for k, v in metadata.items()},
+            Path(path), space, meter.measure, samples, seed, metadata,
             reference_every=reference_every, on_progress=on_progress,
         )
     drift = result.drift()
@@ -107,21 +95,17 @@ def fit_predictor(
 
     if model not in P.MODEL_KINDS:
         raise HatError(f"Unknown predictor model '{model}'; choose one of: {', '.join(P.MODEL_KINDS)}.")
-    backend = None
+    from hat_cli.hardware import get_backend
+
+    backend = get_backend(hw) if hw else None
     if dataset is None:
         if not (hw and task):
             raise HatError("Give --dataset CSV, or --hw and --task for the default latency_dataset/<task>_<hw>.csv.")
-        from hat_cli.hardware import get_backend
         from hat_cli.tasks import get_task
 
-        backend = get_backend(hw)
-        dataset = backend.default_dataset(get_task(task).name)
-        if out is None:
-            out = backend.default_predictor_path(get_task(task).name)
-    elif hw:
-        from hat_cli.hardware import get_backend
-
-        backend = get_backend(hw)
+        task_name = get_task(task).name
+        dataset = backend.default_dataset(task_name)
+        out = out or backend.default_predictor_path(task_name)
     rows = P.LatencyRows.from_table(read_latency_csv(dataset))
     test_rows = P.LatencyRows.from_table(read_latency_csv(test)) if test else None
     norm = lat_norm or (backend.lat_norm if backend else _guess_lat_norm(dataset))
@@ -147,8 +131,10 @@ def fit_predictor(
 
 
 def _guess_lat_norm(dataset: Path) -> float:
+    """The normalisation of the backend named in the file name (HAT's CSVs are <task>_<cpu|gpu>_<device>),
+    the longest name first so that "raspberrypi" wins over "cpu"; 300 ms when none is."""
+    from hat_cli.hardware import load_hardware
+
     name = Path(dataset).name
-    for key, norm in (("raspberrypi", 5000.0), ("titanxp", 200.0), ("xeon", 300.0)):
-        if key in name:
-            return norm
-    return 300.0
+    named = [b for b in load_hardware().backends.values() if b.name in name]
+    return max(named, key=lambda b: len(b.name)).lat_norm if named else 300.0
