@@ -12,7 +12,6 @@ again with the same arguments.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,12 +46,8 @@ def run(args) -> dict:
     from hat_cli.tasks import get_task
 
     backend = get_backend(args.hw)
+    backend = backend.with_protocol(repetitions=args.repetitions, warmup=args.warmup)
     protocol = backend.protocol
-    if args.repetitions:
-        protocol = dataclasses.replace(protocol, repetitions=args.repetitions)
-    if args.warmup is not None:
-        protocol = dataclasses.replace(protocol, warmup=args.warmup)
-    backend = dataclasses.replace(backend, protocol=protocol)
     task = get_task(args.task)
     space = SearchSpace.builtin(task.latency_space)
     meter = LatencyMeter(backend, task, space.shape)

@@ -10,6 +10,7 @@ No torch here: ``hat hw list`` must stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ class Backend:
 
             return zoo.load_published_predictor(self.name, task)
         return None
+
+    def with_protocol(self, **changes: Any) -> "Backend":
+        """This backend with some protocol settings replaced (None leaves a setting as it is)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, protocol=dataclasses.replace(self.protocol, **changes)) if changes else self
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,8 +26,6 @@ def collect_latency(
     json_output: bool = JSON,
 ) -> None:
     """Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."""
-    import dataclasses
-
     from hat_cli.hardware import get_backend
     from hat_cli.space import SearchSpace
     from hat_cli.tasks import get_task
@@ -36,16 +34,11 @@ def collect_latency(
     the_task = get_task(task)
     if samples < 1:
         raise HatError(f"--samples must be at least 1, got {samples}.")
-    protocol = backend.protocol
-    if repetitions is not None:
-        if repetitions < 1:
-            raise HatError(f"--repetitions must be at least 1, got {repetitions}.")
-        protocol = dataclasses.replace(protocol, repetitions=repetitions)
-    if warmup is not None:
-        if warmup < 0:
-            raise HatError(f"--warmup must be 0 or more, got {warmup}.")
-        protocol = dataclasses.replace(protocol, warmup=warmup)
-    backend = dataclasses.replace(backend, protocol=protocol)
+    if repetitions is not None and repetitions < 1:
+        raise HatError(f"--repetitions must be at least 1, got {repetitions}.")
+    if warmup is not None and warmup < 0:
+        raise HatError(f"--warmup must be 0 or more, got {warmup}.")
+    backend = backend.with_protocol(repetitions=repetitions, warmup=warmup)
     warning = backend.foreign_device_warning()
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
