@@ -514,22 +514,19 @@ def resolve_predictor(hw: str, task: str, path: Any):
     return found
 
 
-# Where `hat train-super --task T` leaves its final model by default.
-TRAINED_SUPERNET = "checkpoints/{task}/supertransformer/model"
-
-
 def resolve_supernet(task: str, supernet: str | None):
     """(model directory, label) of the SuperTransformer: a path or published name (--supernet), else the one
     `hat train-super` wrote here by default, else the task's published one."""
     from pathlib import Path
 
     from hat_cli import zoo
+    from hat_cli.training_config import FINAL_MODEL_DIR, default_supernet_dir
 
     if supernet and Path(supernet).exists():
         return Path(supernet), str(supernet)
-    trained = TRAINED_SUPERNET.format(task=task)
-    if not supernet and (Path(trained) / "config.json").is_file():
-        return Path(trained), trained
+    trained = default_supernet_dir(task) / FINAL_MODEL_DIR
+    if not supernet and (trained / "config.json").is_file():
+        return trained, str(trained)
     try:
         entry = zoo.resolve(supernet) if supernet else zoo.supernet_for_task(task)
     except HatError:
@@ -537,7 +534,7 @@ def resolve_supernet(task: str, supernet: str | None):
             raise HatError(f"SuperTransformer '{supernet}' is neither a model directory nor a published model name.") from None
         raise HatError(
             f"No SuperTransformer for task '{task}': none was published and none was trained here; train one with "
-            f"`hat train-super --task {task}` (it writes {TRAINED_SUPERNET.format(task=task)}) or pass --supernet DIR."
+            f"`hat train-super --task {task}` (it writes {trained}) or pass --supernet DIR."
         ) from None
     if getattr(entry, "kind", "supertransformer") != "supertransformer":
         raise HatError(f"'{entry.name}' is a SubTransformer; search needs a SuperTransformer (--supernet).")

@@ -45,10 +45,9 @@ from hat_cli.loss import LN2, label_smoothed_nll_loss
 from hat_cli.schedule import make_schedule
 from hat_cli.space import SearchSpace, SubTransformerConfig
 from hat_cli.tasks import Task
-from hat_cli.training_config import TrainingConfig
+from hat_cli.training_config import FINAL_MODEL_DIR, TrainingConfig
 
 MAX_POSITIONS = 1024  # fairseq's default max source/target positions: longer pairs are dropped from training
-FINAL_MODEL_DIR = "model"
 
 
 # ------------------------------------------------------------------------------------------------ the run

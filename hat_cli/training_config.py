@@ -15,6 +15,12 @@ from typing import Any, Mapping
 from hat_cli.errors import HatError
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+FINAL_MODEL_DIR = "model"  # <save_dir>/model: the trained model as a model directory
+
+
+def default_supernet_dir(task: str) -> Path:
+    """Where `hat train-super --task T` saves by default (and where `hat search` looks first)."""
+    return Path("checkpoints") / task / "supertransformer"
 FINAL_MODELS = ("last", "best")
 
 

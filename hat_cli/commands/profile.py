@@ -52,7 +52,7 @@ def profile(
 
 
 def _latency(config, hw: str, task_info, space, predict: bool) -> dict:
-    """Measured (and with ``predict`` predicted) latency; owned by the latency engineer (issue 4)."""
+    """Measured (and with ``predict`` predicted) latency of ``config`` with hardware ``hw``'s protocol."""
     from hat_cli.errors import HatError
     from hat_cli.hardware import get_backend
     from hat_cli.latency import LatencyMeter

@@ -118,7 +118,7 @@ def train_super(
     """Train a SuperTransformer: one uniformly sampled SubTransformer per update (HAT-SPEC §3.1)."""
     from hat_cli.space import SearchSpace
     from hat_cli.tasks import get_task
-    from hat_cli.training_config import resolve_training_config
+    from hat_cli.training_config import default_supernet_dir, resolve_training_config
 
     the_task = get_task(task)
     cfg = resolve_training_config(task, "super", config, _overrides(
@@ -131,7 +131,7 @@ def train_super(
     run = TrainRun(
         task=the_task, kind="super", config=cfg, space=the_space,
         data_dir=Path(data_dir) if data_dir else Path("data") / task,
-        save_dir=Path(save_dir) if save_dir else Path("checkpoints") / task / "supertransformer",
+        save_dir=Path(save_dir) if save_dir else default_supernet_dir(task),
         device=device, resume=resume,
     )
     result = _run_with_progress(run, f"train-super {task}")
