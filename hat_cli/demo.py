@@ -7,7 +7,6 @@ demo is also a live check of the command line. The commands and their results ar
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import statistics
@@ -64,12 +63,14 @@ def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
 
 def _measured_totals(path: Path) -> tuple[list[float], list[float]]:
     """Total latencies of the sampled architectures and of the drift reference re-measurements."""
-    samples, references = [], []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            total = float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
-            (references if row.get("reference") == "1" else samples).append(total)
-    return samples, references
+    from hat_cli.latency_dataset import read_latency_csv
+
+    table = read_latency_csv(path)
+
+    def total(row: dict[str, str]) -> float:
+        return float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
+
+    return [total(r) for r in table.samples()], [total(r) for r in table.references()]
 
 
 def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda step: None) -> dict:
