@@ -25,7 +25,6 @@ import argparse
 import copy
 import gzip
 import json
-import math
 import random
 import sys
 import time

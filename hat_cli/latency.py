@@ -13,7 +13,6 @@ reproducing published numbers.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time

@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from hat_cli.errors import HatError
 from hat_cli.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, FEATURE_NAMES, SearchSpace, SubTransformerConfig
@@ -297,7 +297,3 @@ def collect(
     finally:
         writer.close()
     return CollectionResult(path, len(done), new_rows, references)
-
-
-def dataset_sample_count(rows: Iterable[dict[str, str]]) -> int:
-    return sum(1 for r in rows if r.get("reference", "0") in ("0", ""))

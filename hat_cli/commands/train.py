@@ -116,7 +116,6 @@ def train_super(
     json_output: bool = JSON,
 ) -> None:
     """Train a SuperTransformer: one uniformly sampled SubTransformer per update (HAT-SPEC §3.1)."""
-    from hat_cli.space import SearchSpace
     from hat_cli.tasks import get_task
     from hat_cli.training_config import default_supernet_dir, resolve_training_config
 
