@@ -67,14 +67,18 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+class _WrongFile(HatError):
+    """The server delivered a file, but not the expected one (size or sha256): another server will not help."""
+
+
 def _verify(path: Path, source: Source, url: str) -> None:
     size = path.stat().st_size
     if source.size is not None and size != source.size:
-        raise HatError(f"Download of {url} has {size} bytes but {source.size} were expected; the partial file was removed, run again.")
+        raise _WrongFile(f"Download of {url} has {size} bytes but {source.size} were expected; the partial file was removed, run again.")
     if source.sha256 is not None:
         digest = sha256_of(path)
         if digest != source.sha256.lower():
-            raise HatError(f"Download of {url} has sha256 {digest} but {source.sha256} was expected; the file was removed.")
+            raise _WrongFile(f"Download of {url} has sha256 {digest} but {source.sha256} was expected; the file was removed.")
 
 
 def download(
@@ -101,7 +105,7 @@ def download(
         try:
             return _download_from(url, source, dest, progress, retries, timeout, backoff)
         except HatError as exc:
-            if k == len(urls) - 1 or "sha256" in str(exc) or "bytes but" in str(exc):
+            if k == len(urls) - 1 or isinstance(exc, _WrongFile):
                 if failures:
                     raise HatError(f"{exc} (also tried: {'; '.join(failures)})") from None
                 raise
