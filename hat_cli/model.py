@@ -122,23 +122,23 @@ class SinusoidalPositions(nn.Module):
         self.padding_idx = padding_idx
         self._table = sinusoid_table(256, width, padding_idx)
 
+    def _rows(self, needed: int, device) -> Tensor:
+        """The table with at least ``needed`` rows, on ``device`` (grown and moved once, then reused)."""
+        if needed > self._table.size(0) or self._table.device != device:
+            size = max(needed, self._table.size(0))
+            self._table = sinusoid_table(size, self.width, self.padding_idx).to(device)
+        return self._table
+
     def forward(self, tokens: Tensor, dim: int) -> Tensor:
         mask = tokens.ne(self.padding_idx)
         positions = torch.cumsum(mask, dim=1, dtype=torch.long) * mask + self.padding_idx
         # Positions never exceed length + padding_idx; sizing by shape avoids a device sync.
-        needed = tokens.size(1) + self.padding_idx + 1
-        if needed > self._table.size(0) or self._table.device != tokens.device:
-            size = max(needed, self._table.size(0))
-            self._table = sinusoid_table(size, self.width, self.padding_idx).to(tokens.device)
-        return self._table[:, :dim][positions]
+        return self._rows(tokens.size(1) + self.padding_idx + 1, tokens.device)[:, :dim][positions]
 
     def at(self, step: int, tokens: Tensor, dim: int) -> Tensor:
         """The row of position ``step`` (1-based, no pads before it) for every row of ``tokens`` [B, 1]."""
         index = self.padding_idx + step
-        if index >= self._table.size(0) or self._table.device != tokens.device:
-            size = max(index + 1, self._table.size(0))
-            self._table = sinusoid_table(size, self.width, self.padding_idx).to(tokens.device)
-        return self._table[index, :dim].expand(tokens.size(0), 1, dim)
+        return self._rows(index + 1, tokens.device)[index, :dim].expand(tokens.size(0), 1, dim)
 
 
 # ------------------------------------------------------------------------------------- layers
