@@ -54,7 +54,6 @@ def model_row(run: Path, name: str, latency_ms) -> dict:
     return {
         "name": name, "latency": latency_ms, "bleu": test.get("bleu"), "sacrebleu": test.get("sacrebleu"),
         "valid": valid, "updates": train.get("updates"), "tokps": train.get("tokens_per_second"),
-        "params": (train.get("params") or None),
     }
 
 
