@@ -67,6 +67,10 @@ def run(args) -> dict:
     fresh, fresh_result = collect("fresh", args.seed + 1000, args.fresh)
 
     report = {"meta": meta, "train_rows": len(train), "fresh_rows": len(fresh), "drift_train": train_result.drift(), "drift_fresh": fresh_result.drift()}
+    # The learning curve: the same predictor fitted on the first N training rows (a shorter collection).
+    for n in sorted({n for n in (100, 200, 300, 400) if n < len(train)}):
+        partial = fit_predictor(train.subset(range(n)), "layer-cost", backend.lat_norm, args.seed)
+        report[f"layer-cost, first {n} rows"] = metrics(partial.predict_rows(fresh), fresh.total_ms)
     for kind in ["layer-cost"] + (["hat-mlp"] if args.hat_mlp else []):
         start = time.perf_counter()
         predictor = fit_predictor(train, kind, backend.lat_norm, args.seed)

@@ -18,8 +18,9 @@ PAGES = {
         '                   SubTransformer per update (HAT-SPEC §3.1).\n'
         "  collect-latency  Measure randomly sampled SubTransformers with hardware H's\n"
         '                   protocol and append them to a CSV.\n'
-        '  fit-predictor    Fit a latency predictor on a seeded 80/10/10 split and\n'
-        '                   report held-out RMSE, MAPE and within-10%.\n'
+        '  fit-predictor    Fit a latency predictor on a seeded 80/10/10 split (or on\n'
+        '                   every row, with --test) and report held-out RMSE, MAPE and\n'
+        '                   within-10%.\n'
         '  search           Find the SubTransformer with the lowest validation loss\n'
         '                   whose predicted latency fits the budget.\n'
         '  train-sub        Train a searched SubTransformer from scratch with the\n'
@@ -142,14 +143,15 @@ PAGES = {
     ('fit-predictor',): (
         'Usage: hat fit-predictor [OPTIONS]\n'
         '\n'
-        '  Fit a latency predictor on a seeded 80/10/10 split and report held-out RMSE,\n'
-        '  MAPE and within-10%.\n'
+        '  Fit a latency predictor on a seeded 80/10/10 split (or on every row, with\n'
+        '  --test) and report held-out RMSE, MAPE and within-10%.\n'
         '\n'
         'Options:\n'
         "  --dataset <path>    Latency CSV (HAT's or hat's).\n"
         '  --hw <str>          With --task: use latency_dataset/<task>_<hw>.csv.\n'
         '  -t, --task <str>    With --hw: use latency_dataset/<task>_<hw>.csv.\n'
-        '  --test <path>       Evaluate on this other CSV instead of the held-out 10%.\n'
+        '  --test <path>       Fresh samples measured apart: fit on every row of\n'
+        '                      --dataset and evaluate on this CSV.\n'
         '  --model <str>       layer-cost (default: ridge on per-layer cost terms) or\n'
         "                      hat-mlp (HAT's recipe).  [default: layer-cost]\n"
         '  --seed <int>        Seed of the 80/10/10 split and of the model.  [default:\n'
@@ -509,5 +511,5 @@ PAGES = {
 }
 
 BARE_GROUPS = (('zoo',), ('hw',))
-COMMANDS = (('data', 'Download and preprocess a task: tokenize, BPE, dictionaries, fairseq binarized data.'), ('train-super', 'Train a SuperTransformer: one uniformly sampled SubTransformer per update (HAT-SPEC §3.1).'), ('collect-latency', "Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."), ('fit-predictor', 'Fit a latency predictor on a seeded 80/10/10 split and report held-out RMSE, MAPE and within-10%.'), ('search', 'Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget.'), ('train-sub', "Train a searched SubTransformer from scratch with the task's published common.yml settings."), ('test', 'Translate the test set (batched beam search) and report tokenized BLEU and SacreBLEU.'), ('profile', "Parameters and FLOPs with HAT's accounting (no embeddings, no final projection); with --hw, latency."), ('demo', 'The whole HAT pipeline on the offline demo task, on this CPU: data, SuperTransformer, latency, predictor, search under a budget from the measured range, training and testing the winner, and a measurement of its latency.'), ('zoo', 'The published models: list, info, pull, convert, push.'), ('hw', 'Hardware backends (plugins).'))
+COMMANDS = (('data', 'Download and preprocess a task: tokenize, BPE, dictionaries, fairseq binarized data.'), ('train-super', 'Train a SuperTransformer: one uniformly sampled SubTransformer per update (HAT-SPEC §3.1).'), ('collect-latency', "Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."), ('fit-predictor', 'Fit a latency predictor on a seeded 80/10/10 split (or on every row, with --test) and report held-out RMSE, MAPE and within-10%.'), ('search', 'Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget.'), ('train-sub', "Train a searched SubTransformer from scratch with the task's published common.yml settings."), ('test', 'Translate the test set (batched beam search) and report tokenized BLEU and SacreBLEU.'), ('profile', "Parameters and FLOPs with HAT's accounting (no embeddings, no final projection); with --hw, latency."), ('demo', 'The whole HAT pipeline on the offline demo task, on this CPU: data, SuperTransformer, latency, predictor, search under a budget from the measured range, training and testing the winner, and a measurement of its latency.'), ('zoo', 'The published models: list, info, pull, convert, push.'), ('hw', 'Hardware backends (plugins).'))
 MIN_COLUMNS = 80

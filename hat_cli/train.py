@@ -553,14 +553,19 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
     finally:
         stream.close()
 
-    if not valid_loss:  # resumed at or past max_updates: nothing trained, still report the model's quality
-        valid_loss, valid_nll = validate()
-    final_dir, averaged, final_from = None, [], None
-    if dist_ctx.is_main:
-        final_dir, averaged, valid_loss, final_from = _write_final_model(run, model, save_dir, meta, valid_loss, updates)
-    if dist_ctx.world_size > 1:
+    if dist_ctx.world_size > 1:  # every rank reads the checkpoints the main rank has just written
         import torch.distributed as dist
 
+        dist.barrier()
+    averaged, final_from = _load_final_weights(run.config, model, save_dir)
+    if averaged or final_from or not valid_loss:
+        # Validate what is kept: an average is a new model, an earlier checkpoint has no NLL on record, and
+        # a run resumed at max_updates trained nothing.
+        valid_loss, valid_nll = validate()
+    final_dir = None
+    if dist_ctx.is_main:
+        final_dir = _write_final_model(run, model, save_dir, meta, valid_loss, updates, averaged, final_from)
+    if dist_ctx.world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
     return TrainResult(
@@ -621,29 +626,33 @@ def _run_metadata(run: TrainRun, data, dist_ctx: DistributedContext) -> dict[str
     }
 
 
+def _load_final_weights(cfg: TrainingConfig, model, save_dir: Path) -> tuple[list[str], Optional[str]]:
+    """Put the final model's weights into ``model``: the last ones (default), the average of the last N
+    checkpoints, or the kept checkpoint with the lowest validation loss. Returns the averaged checkpoints'
+    names and the chosen checkpoint's name."""
+    if cfg.average_last > 1:  # (load_model_tensors copies across devices)
+        tensors, chosen = ckpt.average_last(save_dir, cfg.average_last)
+        ckpt.load_model_tensors(model, tensors, str(save_dir))
+        return [p.name for p in chosen], None
+    if cfg.final_model == "best":
+        found = ckpt.best_checkpoint(save_dir)
+        if found is None:
+            raise HatError(f"No checkpoint in {save_dir} recorded a validation loss, so there is no best one to keep.")
+        ckpt.load_weights(path := found[0], model)
+        return [], path.name
+    return [], None
+
+
 def _write_final_model(run: TrainRun, model, save_dir: Path, meta: dict[str, Any], valid_loss: dict[str, float],
-                       updates: int) -> tuple[Path, list[str], dict[str, float], Optional[str]]:
-    """``<save_dir>/model``: the trained (optionally checkpoint-averaged) model as a model directory."""
+                       updates: int, averaged: list[str], final_from: Optional[str]) -> Path:
+    """``<save_dir>/model``: the final model (see _load_final_weights) as a model directory."""
     from hat_cli.model import extract_subtransformer
     from hat_cli.modelio import save_model
 
     cfg = run.config
-    averaged: list[str] = []
-    final_from = None
-    if cfg.average_last > 1:  # (load_model_tensors copies across devices)
-        tensors, chosen = ckpt.average_last(save_dir, cfg.average_last)
-        ckpt.load_model_tensors(model, tensors, str(save_dir))
-        averaged = [p.name for p in chosen]
-    elif cfg.final_model == "best":
-        found = ckpt.best_checkpoint(save_dir)
-        if found is None:
-            raise HatError(f"No checkpoint in {save_dir} recorded a validation loss, so there is no best one to keep.")
-        path, valid_loss = found
-        ckpt.load_weights(path, model)
-        final_from = path.name
     if run.kind == "sub" and run.inside_supernet:
         model = extract_subtransformer(model, run.arch)  # exact compact copy of the trained slice (§7.6)
     training = {**cfg.to_dict(), "kind": run.kind, "inside_supernet": run.inside_supernet, "updates": updates,
                 "valid_loss": valid_loss, "averaged_checkpoints": averaged, "final_checkpoint": final_from}
     metadata = {"task": meta["task"], "dictionaries": meta["dictionaries"], "training": training, "seed": cfg.seed}
-    return save_model(model, save_dir / FINAL_MODEL_DIR, metadata), averaged, valid_loss, final_from
+    return save_model(model, save_dir / FINAL_MODEL_DIR, metadata)

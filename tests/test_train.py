@@ -241,6 +241,11 @@ def test_train_sub_from_yaml_on_demo(generated_demo, tmp_path, inside):
     name = "decoder.layers.0.fc1.weight"
     expected = (w2[name] + w4[name]) / 2
     assert torch.allclose(final[name], expected[tuple(slice(0, n) for n in final[name].shape)], atol=1e-7)
+    # ... and the reported validation loss is that average's, not the last checkpoint's
+    last_state = json.loads((tmp_path / "run" / "checkpoint_0000004" / "state.json").read_text())
+    recorded_last = next(iter(last_state["metrics"]["valid_loss"].values()))
+    assert doc["valid_loss"] != pytest.approx(recorded_last, abs=1e-6)
+    assert meta["training"]["valid_loss"]["arch"] == pytest.approx(doc["valid_loss"])
 
 
 def test_bad_input_exits_2_with_one_sentence(tmp_path, demo_data):

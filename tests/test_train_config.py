@@ -53,3 +53,13 @@ def test_wmt_default_batch_is_the_published_tokens_per_update_on_one_gpu():
     assert cfg.max_tokens * cfg.update_freq == 8 * 16 * 4096  # published: 8 GPUs x 16 x 4096
     iwslt = resolve_training_config("iwslt14.de-en", "super")
     assert (iwslt.max_tokens, iwslt.update_freq) == (4096, 1)
+
+
+def test_multi30k_sub_averages_by_default_and_best_replaces_the_average():
+    cfg = resolve_training_config("multi30k.de-en", "sub")
+    assert cfg.average_last == 4 and cfg.dropout == 0.1 and cfg.max_updates == 3000
+    assert resolve_training_config("multi30k.de-en", "super").average_last == 0
+    best = resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "best"})
+    assert best.final_model == "best" and best.average_last == 0
+    with pytest.raises(HatError, match="not both"):
+        resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "best", "average_last": 3})

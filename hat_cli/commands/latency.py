@@ -75,14 +75,14 @@ def fit_predictor(
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Latency CSV (HAT's or hat's)."),
     hw: Optional[str] = typer.Option(None, "--hw", help="With --task: use latency_dataset/<task>_<hw>.csv."),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="With --hw: use latency_dataset/<task>_<hw>.csv."),
-    test: Optional[Path] = typer.Option(None, "--test", help="Evaluate on this other CSV instead of the held-out 10%."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Fresh samples measured apart: fit on every row of --dataset and evaluate on this CSV."),
     model: str = typer.Option("layer-cost", "--model", help="layer-cost (default: ridge on per-layer cost terms) or hat-mlp (HAT's recipe)."),
     seed: int = typer.Option(1, "--seed", help="Seed of the 80/10/10 split and of the model."),
     out: Optional[Path] = typer.Option(None, "--out", help="Predictor directory (default: next to the dataset, <name>.predictor)."),
     lat_norm: Optional[float] = typer.Option(None, "--lat-norm", help="HAT's latency normalisation in ms (default: the hardware's, else 300)."),
     json_output: bool = JSON,
 ) -> None:
-    """Fit a latency predictor on a seeded 80/10/10 split and report held-out RMSE, MAPE and within-10%."""
+    """Fit a latency predictor on a seeded 80/10/10 split (or on every row, with --test) and report held-out RMSE, MAPE and within-10%."""
     from hat_cli import predictor as P
     from hat_cli.latency_dataset import read_latency_csv
 
@@ -114,7 +114,7 @@ def fit_predictor(
     plotted = P.plot_predictions(report.test_predicted, report.test_measured, plot, title)
     t = report.test
     console.print(
-        f"{model}: RMSE {t['rmse_ms']:.3f} ms, MAPE {t['mape']:.2%}, within ±10% {t['within_10pct']:.1%} on {t['n']} held-out rows "
+        f"{model}: RMSE {t['rmse_ms']:.3f} ms, MAPE {t['mape']:.2%}, within ±10% {t['within_10pct']:.1%} on {t['n']} {'rows of ' + Path(test).name if test else 'held-out rows'} "
         f"(fit {report.seconds:.2f} s) -> {out}",
         highlight=False,
     )
