@@ -110,7 +110,7 @@ def matmul_flops_per_target_token(cfg, shape, vocab: int, src_len: float, tgt_le
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_every: int):
+def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_every: int, on_window=None):
     import torch
 
     from hat_cli.space import SearchSpace
@@ -128,7 +128,14 @@ def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_e
     windows = []
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    result = train(run, lambda p: windows.append(p.tokens_per_second) if p.valid_loss is None else None)
+
+    def progress(p):
+        if p.valid_loss is None:
+            windows.append(p.tokens_per_second)
+            if on_window is not None:
+                on_window(p.updates)
+
+    result = train(run, progress)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     return result, windows, cfg, space, peak
 
@@ -148,22 +155,34 @@ def mean_flops(space, cfg, data_dir: Path, vocab: int, updates: int) -> float:
 
 
 def profile_updates(data: Path, save: Path, args, max_tokens: int) -> dict:
+    """torch.profiler over ``--profile-updates`` updates in the middle of a run: the trace starts after the
+    third update and stops after the last profiled one, so model set-up, the final validation and the
+    saving of the model (a device-to-host copy of every tensor) stay out of it."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    run_train(data, save, args, max_tokens, 3, 3)  # warm up allocator / cuBLAS heuristics outside the trace
-    start = time.perf_counter()
-    with profile(activities=activities) as prof:
-        result, _, _, _, _ = run_train(data, save, args, max_tokens, args.profile_updates, args.profile_updates)
-    wall = time.perf_counter() - start
+    first, last = 3, 3 + args.profile_updates
+    prof = profile(activities=activities)
+    times = {}
+
+    def on_update(updates: int) -> None:  # called after each update's host sync (log_every=1)
+        if updates == first:
+            prof.start()
+            times["start"] = time.perf_counter()
+        elif updates == last:
+            times["stop"] = time.perf_counter()
+            prof.stop()
+
+    run_train(data, save, args, max_tokens, last + 1, 1, on_update)
+    wall = times["stop"] - times["start"]
     from torch.autograd import DeviceType
 
     events = prof.key_averages()
     attr = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
     kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: getattr(e, attr), reverse=True)
     busy_us = sum(getattr(e, attr) for e in kernels)
-    train_s = result.train_seconds
+    train_s = wall
     top = [{"name": e.key[:70], "device_ms": getattr(e, attr) / 1e3, "calls": e.count} for e in kernels[:12]]
     launches = sum(e.count for e in events if "LaunchKernel" in e.key)
     syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::item", "aten::_local_scalar_dense"))

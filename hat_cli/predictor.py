@@ -42,6 +42,7 @@ WEIGHTS_FILE = "predictor.safetensors"
 META_FILE = "predictor.json"
 PLOT_FILE = "predicted_vs_measured.png"
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-6, 4))
+OUTLIER_SIGMAS = 5.0
 
 
 # ======================================================================================= data
@@ -364,6 +365,21 @@ class LayerCostPredictor(Predictor):
 
     @classmethod
     def fit(cls, train: LatencyRows, lat_norm: float = 1.0, seed: int = 0) -> "LayerCostPredictor":
+        """Fit, then refit without rows the first fit misses by more than OUTLIER_SIGMAS robust standard
+        deviations: one measurement disturbed by another process would otherwise pull every coefficient."""
+        first = cls._fit(train, lat_norm, seed)
+        residual = first.predict_rows(train) - train.total_ms
+        sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        outliers = np.abs(residual) > OUTLIER_SIGMAS * max(sigma, 1e-12)
+        if not outliers.any() or outliers.sum() > 0.05 * len(train):  # many "outliers" means a poor model, not bad rows
+            first.training["outliers_dropped"] = 0
+            return first
+        kept = cls._fit(train.subset(np.nonzero(~outliers)[0]), lat_norm, seed)
+        kept.training["outliers_dropped"] = int(outliers.sum())
+        return kept
+
+    @classmethod
+    def _fit(cls, train: LatencyRows, lat_norm: float, seed: int) -> "LayerCostPredictor":
         feature_set = "layers" if train.has_layers else "averages"
         knots = layer_knots(train.configs) if feature_set == "layers" else {}
         if feature_set == "layers":

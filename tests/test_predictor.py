@@ -145,7 +145,10 @@ def test_fit_predictor_cli_json_and_png(tmp_path):
     # --test evaluates on another file (all of its rows)
     other = LATENCY_DIR / "wmt14ende_gpu_titanxp_all.csv"
     result = _hat(["fit-predictor", "--dataset", str(path), "--test", str(other), "--out", str(tmp_path / "p2"), "--json"])
-    assert result.returncode == 0 and json.loads(result.stdout)["test"]["n"] == 2000
+    assert result.returncode == 0
+    doc = json.loads(result.stdout)
+    # ... after fitting on every row of --dataset: no rows are held back when fresh samples judge the fit
+    assert doc["test"]["n"] == 2000 and doc["split"] == {"train": 2000, "test": 2000} and doc["holdout"] is None
 
 
 def test_fit_predictor_bad_input_exits_2(tmp_path):
@@ -166,3 +169,54 @@ def test_fit_predictor_bad_input_exits_2(tmp_path):
     assert result.returncode == 2 and "known hardware" in result.stderr
     with pytest.raises(HatError, match="does not exist"):
         load_predictor(tmp_path / "nope")
+
+
+@needs_data
+def test_layer_cost_drops_a_disturbed_measurement(monkeypatch):
+    """One row measured while something else ran (here: the real Xeon CSV with one latency tripled) is left
+    out of the refit instead of pulling every coefficient."""
+    import hat_cli.predictor as P
+
+    rows = LatencyRows.from_table(read_latency_csv(LATENCY_DIR / "wmt14ende_cpu_xeon_all.csv"))
+    train_idx, _, test_idx = split_indices(len(rows), 1)
+    train_idx = train_idx[:300]  # a collect-latency-sized training set, where one bad row matters
+    train, test = rows.subset(train_idx), rows.subset(test_idx)
+    clean = fit_predictor(train)
+    disturbed = rows.subset(train_idx)
+    disturbed.decoder_ms = disturbed.decoder_ms.copy()
+    disturbed.decoder_ms[np.argmax(disturbed.total_ms)] *= 3.0
+    trimmed = fit_predictor(disturbed)
+    assert trimmed.training["outliers_dropped"] >= 1
+    monkeypatch.setattr(P, "OUTLIER_SIGMAS", float("inf"))
+    untrimmed = fit_predictor(disturbed)
+    rmse = {name: metrics(p.predict_rows(test), test.total_ms)["rmse_ms"] for name, p in
+            (("clean", clean), ("trimmed", trimmed), ("untrimmed", untrimmed))}
+    assert rmse["trimmed"] < 1.02 * rmse["clean"] and rmse["untrimmed"] > 1.2 * rmse["clean"]
+
+
+def test_layer_cost_follows_a_bend_in_decoder_size(monkeypatch):
+    """Per-step decoder weights past a cache size cost more per byte (the H200 shows it): the step-weights
+    term lets the additive model bend there."""
+    import random
+
+    import hat_cli.predictor as P
+
+    space = SearchSpace.builtin("multi30k")
+    configs = [space.sample(random.Random(i)) for i in range(400)]
+    weights = np.array([P.decoder_step_weights(c, 10000) for c in configs])
+    knee = float(np.median(weights))
+    totals = np.array([0.5 * c.decoder_layer_num * c.decoder_embed_dim / 512 + sum(c.decoder_ffn_embed_dim) / 4096
+                       for c in configs]) + 2e-7 * np.maximum(weights - knee, 0)
+    rows = LatencyRows.from_configs(configs)
+    rows.decoder_ms = totals
+    rows.output_vocab = 10000
+
+    def held_out_rmse() -> float:
+        predictor = fit_predictor(rows.subset(range(300)))
+        return metrics(predictor.predict(configs[300:]), totals[300:])["rmse_ms"]
+
+    with_term = held_out_rmse()
+    monkeypatch.setattr(P, "step_weight_knots", lambda configs, vocab: [0.0])  # one knot: a constant column
+    without_term = held_out_rmse()
+    assert with_term < 0.5 * without_term
+    assert fit_predictor(rows.subset(range(300))).output_vocab == 10000
