@@ -50,7 +50,7 @@ GPU1=$!
   export CUDA_VISIBLE_DEVICES=0
   for a in largest smallest; do train_and_test $a $R/arch/$a.yml $SUB_UPDATES $SUB_TOKENS & done
   hat train-super --task $TASK --data-dir $D --save-dir $R/super --max-updates $SUPER_UPDATES --max-tokens $SUPER_TOKENS \
-      --seed 1 --json > $R/json/train-super.json 2> $R/super.err
+      --seed 1 ${RECIPE:+--config "$RECIPE"} --json > $R/json/train-super.json 2> $R/super.err
   log "super trained rc=$?"
   while [ ! -f $R/json/profile-plain3.json ]; do sleep 2; done
   for depth in 1 2 3; do

@@ -21,10 +21,11 @@ prepare_data() {
   [ -f "$D/dict.de.txt" ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir "$D" --json > "$R/json/data.json"
 }
 
+# RECIPE=FILE.yml adds `--config FILE.yml` (bench/multi30k_recipe_v1.yml: the recipe the recorded runs used).
 train_and_test() {  # NAME ARCH.yml UPDATES TOKENS: hat train-sub from scratch, then hat test on test_2016_flickr
   local name=$1 arch=$2 updates=$3 tokens=$4
   hat train-sub --task $TASK --arch "$arch" --data-dir "$D" --save-dir "$R/sub-$name" --max-updates "$updates" \
-      --max-tokens "$tokens" --seed 1 --json > "$R/json/train-$name.json" 2> "$R/sub-$name.err" \
+      --max-tokens "$tokens" --seed 1 ${RECIPE:+--config "$RECIPE"} --json > "$R/json/train-$name.json" 2> "$R/sub-$name.err" \
     && hat test "$R/sub-$name/model" --task $TASK --data-dir "$D" --output "$R/sub-$name.hyp" --json > "$R/json/test-$name.json" 2>> "$R/sub-$name.err"
   log "$name ($updates updates) trained and tested rc=$?"
 }
