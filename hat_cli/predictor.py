@@ -531,27 +531,22 @@ def fit_and_evaluate(rows: LatencyRows, kind: str, seed: int, lat_norm: float, t
     if len(rows) < 10:
         raise HatError(f"A predictor needs at least 10 measured architectures, the dataset has {len(rows)}.")
     if test_rows is not None:
-        train_idx, valid_idx, test_idx = np.arange(len(rows)), np.arange(0), np.arange(0)
+        train, held = rows, test_rows
+        split = {"train": len(rows), "test": len(test_rows)}
+        how = "all rows; tested on another file"
     else:
         train_idx, valid_idx, test_idx = split_indices(len(rows), seed)
-    start = time.perf_counter()
-    predictor = fit_predictor(rows.subset(train_idx), kind, lat_norm, seed, progress)
-    seconds = time.perf_counter() - start
-    if test_rows is not None:
-        holdout = None
-        pred, measured = predictor.predict_rows(test_rows), test_rows.total_ms
-        split = {"train": len(train_idx), "test": len(test_rows)}
-        predictor.training.update({"split": "all rows; tested on another file"})
-    else:
-        held = rows.subset(test_idx)
-        pred, measured = predictor.predict_rows(held), held.total_ms
+        train, held = rows.subset(train_idx), rows.subset(test_idx)
         split = {"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)}
-        predictor.training.update({"split": "seeded 80/10/10"})
-    test = metrics(pred, measured)
-    if test_rows is None:
-        holdout = test
-    predictor.training.update({"train_rows": len(train_idx), "fit_seconds": seconds})
-    return FitReport(predictor, test, holdout, split, seconds, pred, measured)
+        how = "seeded 80/10/10"
+    start = time.perf_counter()
+    predictor = fit_predictor(train, kind, lat_norm, seed, progress)
+    seconds = time.perf_counter() - start
+    pred = predictor.predict_rows(held)
+    test = metrics(pred, held.total_ms)
+    predictor.training.update({"split": how, "train_rows": len(train), "fit_seconds": seconds})
+    holdout = None if test_rows is not None else test
+    return FitReport(predictor, test, holdout, split, seconds, pred, held.total_ms)
 
 
 def repeat_spread(values: Sequence[float]) -> dict[str, float]:

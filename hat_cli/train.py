@@ -638,8 +638,9 @@ def _load_final_weights(cfg: TrainingConfig, model, save_dir: Path) -> tuple[lis
         found = ckpt.best_checkpoint(save_dir)
         if found is None:
             raise HatError(f"No checkpoint in {save_dir} recorded a validation loss, so there is no best one to keep.")
-        ckpt.load_weights(path := found[0], model)
-        return [], path.name
+        best = found[0]
+        ckpt.load_weights(best, model)
+        return [], best.name
     return [], None
 
 
