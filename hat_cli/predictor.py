@@ -7,11 +7,12 @@ search loop never needs torch for them.
 of per-layer costs, so the features are sums over layers: for every per-layer knob a piecewise-linear
 ("tent") encoding of its value, alone and multiplied by the widths it interacts with, plus global terms
 (embedding widths, which also set the size of the vocabulary projection) and the layer-count products of
-HAT's averaged features. One term is not a sum over layers: a tent encoding of the weights one decoder step
-reads (layers plus output projection). Once they outgrow the GPU's cache every step streams them from memory,
-so latency bends with the decoder's total size (on an H200 this term cut the error on fresh samples from
-0.051 to 0.035 ms; bench/RESULTS.md). When a CSV has only HAT's 10 averaged features, the averaged terms alone
-are used. The ridge strength is chosen by exact leave-one-out error on the training rows; fitting takes
+HAT's averaged features. Two kinds of term are not sums over layers: a tent encoding of the numbers one
+decoder step reads (layer weights, output projection, attended encoder keys and values) -- once they outgrow
+the GPU's cache every step streams them from memory, so latency bends with the decoder's total size -- and
+flags for joining 2 or 3 encoder layers' outputs, which happens once per model. On an H200 they cut the error
+on fresh samples from 0.051 to 0.039 ms (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features, the
+averaged terms alone are used. The ridge strength is chosen by exact leave-one-out error on the training rows; fitting takes
 milliseconds.
 
 ``hat-mlp`` is HAT's recipe: 10 features / feature-norm, 400x3 hidden ReLU MLP, Adam lr 1e-5, 5000 steps
@@ -23,6 +24,7 @@ normalisation, feature layout, training record).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
@@ -46,6 +48,24 @@ OUTLIER_SIGMAS = 5.0
 
 
 # ======================================================================================= data
+@dataclass(frozen=True)
+class TimedShape:
+    """What the latency protocol fed the timed model, known from a CSV's task: the vocabulary of the output
+    projection and the dummy source length. Zeros when unknown (HAT's CSVs name no task)."""
+
+    output_vocab: int = 0
+    source_tokens: int = 0
+
+    @classmethod
+    def of_task(cls, name: Optional[str]) -> "TimedShape":
+        from hat_cli.latency import TASK_VOCAB
+        from hat_cli.tasks import TASKS
+
+        if name not in TASK_VOCAB or name not in TASKS:
+            return cls()
+        return cls(TASK_VOCAB[name][1], TASKS[name].dummy_length)
+
+
 @dataclass
 class LatencyRows:
     """Architectures (10 HAT features, and the full config when known) with measured latency in ms."""
@@ -54,7 +74,7 @@ class LatencyRows:
     configs: list[Optional[SubTransformerConfig]]
     encoder_ms: np.ndarray
     decoder_ms: np.ndarray
-    output_vocab: int = 0  # the timed output projection's vocabulary (from the CSV's task), 0 when unknown
+    timed: TimedShape = TimedShape()
 
     @property
     def total_ms(self) -> np.ndarray:
@@ -70,7 +90,7 @@ class LatencyRows:
     def subset(self, index: Sequence[int]) -> "LatencyRows":
         index = np.asarray(index, dtype=int)
         return LatencyRows(self.features[index], [self.configs[i] for i in index], self.encoder_ms[index],
-                           self.decoder_ms[index], self.output_vocab)
+                           self.decoder_ms[index], self.timed)
 
     @classmethod
     def from_table(cls, table) -> "LatencyRows":
@@ -90,11 +110,8 @@ class LatencyRows:
         dec = np.array([float(r["latency_mean_decoder"]) for r in rows])
         if not np.all(np.isfinite(enc + dec)) or np.any(enc + dec <= 0):
             raise HatError(f"{table.path} has latencies that are not positive finite numbers.")
-        from hat_cli.latency import TASK_VOCAB
-
         tasks = {r.get("task") for r in rows}
-        vocab = TASK_VOCAB[tasks.pop()][1] if len(tasks) == 1 and next(iter(tasks)) in TASK_VOCAB else 0
-        return cls(features, configs, enc, dec, vocab)
+        return cls(features, configs, enc, dec, TimedShape.of_task(tasks.pop() if len(tasks) == 1 else None))
 
     @classmethod
     def from_configs(cls, configs: Sequence[SubTransformerConfig]) -> "LatencyRows":
@@ -170,23 +187,30 @@ def layer_knots(configs: Sequence[SubTransformerConfig]) -> dict[str, list[float
 
 
 QKV_DIM = 512  # HAT's spaces project attention to 512 at every width (only the shape of a feature here)
+TIMED_BEAM = 5  # hypotheses the latency protocol decodes at once (hardware.Protocol.beam)
 STEP_WEIGHT_KNOTS = 8
 
 
-def decoder_step_weights(config: SubTransformerConfig, output_vocab: int) -> float:
-    """Weights one incremental decoder step multiplies by: attention projections and FFN of every layer,
-    plus the output projection."""
+def _attended_counts(config: SubTransformerConfig) -> list[int]:
+    return [_attended(a) for a in config.decoder_arbitrary_ende_attn[: config.decoder_layer_num]]
+
+
+def decoder_step_weights(config: SubTransformerConfig, timed: TimedShape) -> float:
+    """Numbers one incremental decoder step reads: the attention projections and FFN of every layer, the
+    output projection, and the encoder keys and values each layer attends to."""
     d = config.decoder_embed_dim
     layers = config.decoder_ffn_embed_dim[: config.decoder_layer_num]
-    return float(d * output_vocab + sum(6 * QKV_DIM * d + 2 * d * f for f in layers))
+    weights = d * timed.output_vocab + sum(6 * QKV_DIM * d + 2 * d * f for f in layers)
+    encoder_cache = TIMED_BEAM * timed.source_tokens * QKV_DIM * 2 * sum(_attended_counts(config))
+    return float(weights + encoder_cache)
 
 
-def step_weight_knots(configs: Sequence[SubTransformerConfig], output_vocab: int) -> list[float]:
-    values = [decoder_step_weights(c, output_vocab) for c in configs]
+def step_weight_knots(configs: Sequence[SubTransformerConfig], timed: TimedShape) -> list[float]:
+    values = [decoder_step_weights(c, timed) for c in configs]
     return sorted({float(v) for v in np.quantile(values, np.linspace(0, 1, STEP_WEIGHT_KNOTS))})
 
 
-def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[float]], output_vocab: int = 0) -> np.ndarray:
+def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[float]], timed: TimedShape = TimedShape()) -> np.ndarray:
     """Per-layer cost terms summed over layers (see the module docstring)."""
     rows = []
     for c in configs:
@@ -205,8 +229,12 @@ def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[f
             dec_a.sum(0), E * dec_a.sum(0), D * dec_a.sum(0), ea.sum(0),
             np.array([E, D, E * E, D * D, E * D]),
         ]
-        if "decoder_step_weights" in knots:  # (absent from predictors saved before this term existed)
-            parts.append(_tent(np.array([decoder_step_weights(c, output_vocab)]), knots["decoder_step_weights"])[0])
+        if "decoder_step_weights" in knots:  # (absent from predictors saved before these terms existed)
+            parts.append(_tent(np.array([decoder_step_weights(c, timed)]), knots["decoder_step_weights"])[0])
+            # The joined memory of 2 or 3 encoder layers is built once per decode for each count any layer
+            # uses: a cost per model, not per layer.
+            used = set(_attended_counts(c))
+            parts.append(np.array([float(a in used) * x for a in (2, 3) for x in (1.0, E, E * E)]))
         rows.append(np.concatenate(parts))
     return np.array(rows, dtype=np.float64)
 
@@ -330,12 +358,12 @@ class LayerCostPredictor(Predictor):
     kind = "layer-cost"
 
     def __init__(self, feature_set: str, knots: dict[str, list[float]], mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
-                 intercept: float, alpha: float, lat_norm: float = 1.0, training=None, output_vocab: int = 0):
+                 intercept: float, alpha: float, lat_norm: float = 1.0, training=None, timed: TimedShape = TimedShape()):
         if feature_set not in ("layers", "averages"):
             raise HatError(f"Unknown layer-cost feature set '{feature_set}'.")
         self.feature_set = feature_set
         self.knots = knots
-        self.output_vocab = int(output_vocab)
+        self.timed = timed
         self.mean, self.scale, self.coef = (np.asarray(a, dtype=np.float64) for a in (mean, scale, coef))
         self.intercept = float(intercept)
         self.alpha = float(alpha)
@@ -343,17 +371,17 @@ class LayerCostPredictor(Predictor):
         self.training = training or {}
 
     @staticmethod
-    def design(rows: LatencyRows, feature_set: str, knots: dict[str, list[float]], output_vocab: int) -> np.ndarray:
+    def design(rows: LatencyRows, feature_set: str, knots: dict[str, list[float]], timed: TimedShape) -> np.ndarray:
         terms = averaged_terms(rows.features)
         if feature_set == "layers":
             if not rows.has_layers:
                 raise HatError("This predictor uses per-layer architecture columns, which these rows lack.")
-            terms = np.concatenate([terms, layer_terms(rows.configs, knots, output_vocab)], axis=1)
+            terms = np.concatenate([terms, layer_terms(rows.configs, knots, timed)], axis=1)
         return terms
 
     def predict_rows(self, rows: LatencyRows) -> np.ndarray:
-        # The vocabulary is the predictor's own (its training task's), not the rows'.
-        z = (self.design(rows, self.feature_set, self.knots, self.output_vocab) - self.mean) / self.scale
+        # The timed shape is the predictor's own (its training task's), not the rows'.
+        z = (self.design(rows, self.feature_set, self.knots, self.timed) - self.mean) / self.scale
         return z @ self.coef + self.intercept
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -361,7 +389,7 @@ class LayerCostPredictor(Predictor):
 
     def meta(self) -> dict[str, Any]:
         return super().meta() | {"feature_set": self.feature_set, "knots": self.knots, "alpha": self.alpha,
-                                 "output_vocab": self.output_vocab}
+                                 "timed_shape": dataclasses.asdict(self.timed)}
 
     @classmethod
     def fit(cls, train: LatencyRows, lat_norm: float = 1.0, seed: int = 0) -> "LayerCostPredictor":
@@ -383,8 +411,8 @@ class LayerCostPredictor(Predictor):
         feature_set = "layers" if train.has_layers else "averages"
         knots = layer_knots(train.configs) if feature_set == "layers" else {}
         if feature_set == "layers":
-            knots["decoder_step_weights"] = step_weight_knots(train.configs, train.output_vocab)
-        X = cls.design(train, feature_set, knots, train.output_vocab)
+            knots["decoder_step_weights"] = step_weight_knots(train.configs, train.timed)
+        X = cls.design(train, feature_set, knots, train.timed)
         y = train.total_ms
         mean = X.mean(0)
         scale = X.std(0)
@@ -392,7 +420,7 @@ class LayerCostPredictor(Predictor):
         Z = (X - mean) / scale
         alpha, coef, intercept = _ridge_loo(Z, y)
         return cls(feature_set, knots, mean, scale, coef, intercept, alpha, lat_norm, {"alpha": alpha, "rows": len(train), "seed": seed},
-                   train.output_vocab)
+                   train.timed)
 
 
 def _ridge_loo(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, float]:
@@ -474,7 +502,7 @@ def load_predictor(path: str | Path) -> Predictor:
     if meta["kind"] == "layer-cost":
         return LayerCostPredictor(
             meta["feature_set"], meta["knots"], tensors["mean"], tensors["scale"], tensors["coef"], float(tensors["intercept"][0]),
-            meta["alpha"], meta.get("lat_norm", 1.0), meta.get("training"), meta.get("output_vocab", 0),
+            meta["alpha"], meta.get("lat_norm", 1.0), meta.get("training"), TimedShape(**meta.get("timed_shape", {})),
         )
     raise HatError(f"{meta_path}: unknown predictor kind '{meta['kind']}'.")
 

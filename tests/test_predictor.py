@@ -203,20 +203,58 @@ def test_layer_cost_follows_a_bend_in_decoder_size(monkeypatch):
 
     space = SearchSpace.builtin("multi30k")
     configs = [space.sample(random.Random(i)) for i in range(400)]
-    weights = np.array([P.decoder_step_weights(c, 10000) for c in configs])
+    timed = P.TimedShape(output_vocab=10000, source_tokens=23)
+    weights = np.array([P.decoder_step_weights(c, timed) for c in configs])
     knee = float(np.median(weights))
     totals = np.array([0.5 * c.decoder_layer_num * c.decoder_embed_dim / 512 + sum(c.decoder_ffn_embed_dim) / 4096
                        for c in configs]) + 2e-7 * np.maximum(weights - knee, 0)
     rows = LatencyRows.from_configs(configs)
     rows.decoder_ms = totals
-    rows.output_vocab = 10000
+    rows.timed = timed
 
     def held_out_rmse() -> float:
         predictor = fit_predictor(rows.subset(range(300)))
         return metrics(predictor.predict(configs[300:]), totals[300:])["rmse_ms"]
 
     with_term = held_out_rmse()
-    monkeypatch.setattr(P, "step_weight_knots", lambda configs, vocab: [0.0])  # one knot: a constant column
+    monkeypatch.setattr(P, "step_weight_knots", lambda configs, timed: [0.0])  # one knot: a constant column
     without_term = held_out_rmse()
     assert with_term < 0.5 * without_term
-    assert fit_predictor(rows.subset(range(300))).output_vocab == 10000
+    monkeypatch.undo()
+    fitted = fit_predictor(rows.subset(range(300)))
+    assert fitted.timed == timed
+
+
+def test_predictor_file_keeps_the_timed_shape_of_its_task(tmp_path):
+    """A predictor fitted on a CSV of a known task keeps that task's vocabulary and source length, and
+    predicts the same after a round trip through its files."""
+    import csv
+    import random
+
+    from hat_cli.latency_dataset import config_columns
+    from hat_cli.predictor import TimedShape
+
+    space = SearchSpace.builtin("multi30k")
+    configs = [space.sample(random.Random(i)) for i in range(40)]
+    path = tmp_path / "lat.csv"
+    with path.open("w", newline="") as handle:
+        writer = None
+        for i, c in enumerate(configs):
+            row = {**dict(zip(["encoder_embed_dim", "encoder_layer_num", "encoder_ffn_embed_dim_avg",
+                               "encoder_self_attention_heads_avg", "decoder_embed_dim", "decoder_layer_num",
+                               "decoder_ffn_embed_dim_avg", "decoder_self_attention_heads_avg",
+                               "decoder_ende_attention_heads_avg", "decoder_arbitrary_ende_attn_avg"], c.features())),
+                   "latency_mean_encoder": 1.0 + c.encoder_embed_dim / 512, "latency_mean_decoder": 2.0 + c.decoder_layer_num,
+                   "latency_std_encoder": 0.0, "latency_std_decoder": 0.0, **config_columns(c, space),
+                   "task": "multi30k.de-en", "sample_index": i, "reference": 0}
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+    rows = LatencyRows.from_table(read_latency_csv(path))
+    assert rows.timed == TimedShape(10000, 23)
+    predictor = fit_predictor(rows)
+    predictor.save(tmp_path / "p")
+    again = load_predictor(tmp_path / "p")
+    assert again.timed == TimedShape(10000, 23)
+    assert np.allclose(again.predict(configs), predictor.predict(configs))
