@@ -58,8 +58,5 @@ GPU1=$!
 ) &
 GPU0=$!
 wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
-log done
-kill $PACKER 2>/dev/null
-pack final.tar.gz
-cat $R/timeline.txt
+finish final.tar.gz
 tail -12 $R/latency.log

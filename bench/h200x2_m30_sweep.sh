@@ -108,7 +108,4 @@ GPU0=$!
 ) &
 GPU1=$!
 wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
-log done
-kill $PACKER 2>/dev/null
-pack sweep.tar.gz
-cat $R/timeline.txt
+finish sweep.tar.gz

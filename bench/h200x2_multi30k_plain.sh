@@ -40,7 +40,4 @@ GPU1=$!
 ) &
 GPU0=$!
 wait $GPU0 $GPU1  # not a bare wait: the packer loop never ends
-log done
-kill $PACKER 2>/dev/null
-pack m30plain.tar.gz
-cat $R/timeline.txt
+finish m30plain.tar.gz

@@ -17,6 +17,13 @@ start_packer() {  # start_packer ARCHIVE: pack every 20 s; sets PACKER (wait on 
   PACKER=$!
 }
 
+finish() {  # finish ARCHIVE: after the script's own waits, stop the packer, pack once more, show the timeline
+  log done
+  kill $PACKER 2>/dev/null
+  pack "$1"
+  cat "$R/timeline.txt"
+}
+
 prepare_data() {
   [ -f "$D/dict.de.txt" ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir "$D" --json > "$R/json/data.json"
 }
