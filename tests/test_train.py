@@ -301,3 +301,24 @@ def test_two_processes_match_one_process_with_twice_the_update_freq(demo_data, t
 
     loss_diff = float(re.search(r"max \|diff\| of train loss \(bits/token\): (\S+);", report).group(1))
     assert loss_diff < 1e-4, report
+
+
+@pytest.mark.slow
+def test_two_processes_average_the_last_checkpoints_and_validate_the_average(generated_demo, tmp_path):
+    """Under torchrun every rank loads the average (after the main rank wrote the checkpoints) and validates
+    it together; the run neither hangs nor reports the last checkpoint's loss."""
+    from hat_cli.space import SearchSpace
+
+    yml = tmp_path / "largest.yml"
+    SearchSpace.builtin("demo").largest().save_yaml(yml)
+    save = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hat_cli.cli",
+            "train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(generated_demo), "--save-dir", str(save),
+            "--max-updates", "6", "--max-tokens", "300", "--save-interval", "2", "--validate-every", "2",
+            "--average-last", "2", "--device", "cpu", "--json"]
+    done = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    assert doc["world_size"] == 2 and doc["averaged_checkpoints"] == ["checkpoint_0000004", "checkpoint_0000006"]
+    last = json.loads((save / "checkpoint_0000006" / "state.json").read_text())["metrics"]["valid_loss"]["arch"]
+    assert doc["valid_loss"] != pytest.approx(last, abs=1e-6)
