@@ -201,3 +201,32 @@ def test_cuda_graph_timing_measures_the_same_model_as_eager(task_name):
         model = graphs.build(config)
         for result in (graphs.measure(config, model), graphs.measure(config, model), eager.measure(config, model)):
             assert 0 < result.encoder_ms < math.inf and 0 < result.decoder_ms < math.inf
+
+
+def test_demo_stops_with_one_sentence_when_the_cpu_was_too_busy(tmp_path):
+    """`hat demo` checks the spread of its reference re-measurements before it fits and searches. A busy
+    machine cannot be produced on demand, so the reference rows of a real collection are slowed by hand."""
+    import csv
+
+    from hat_cli.demo import measurement_noise
+
+    path = tmp_path / "latency_cpu.csv"
+    done = _hat(["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "6", "--csv", str(path),
+                 "--repetitions", "2", "--warmup", "0", "--reference-every", "2"])
+    assert done.returncode == 0, done.stderr
+    assert measurement_noise(path, limit=0.5) < 0.5  # a quiet run passes, the CSV stays where it is
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    slowed = 0
+    for row in rows:
+        if row["reference"] == "1" and slowed % 2 == 1:  # every other reference measurement 100x slower
+            row["latency_mean_decoder"] = str(float(row["latency_mean_decoder"]) * 100)
+        slowed += row["reference"] == "1"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    original = path.read_bytes()
+    with pytest.raises(HatError, match=r"too busy to measure latency: .* run `hat demo` again"):
+        measurement_noise(path, limit=0.5)
+    assert not path.exists() and (tmp_path / "latency_cpu.busy.csv").read_bytes() == original
