@@ -11,9 +11,10 @@ HAT's averaged features. Two kinds of term are not sums over layers: a tent enco
 decoder step reads (layer weights, output projection, attended encoder keys and values) -- once they outgrow
 the GPU's cache every step streams them from memory, so latency bends with the decoder's total size -- and
 flags for joining 2 or 3 encoder layers' outputs, which happens once per model. On an H200 they cut the error
-on fresh samples from 0.051 to 0.039 ms (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features, the
-averaged terms alone are used. The ridge strength is chosen by exact leave-one-out error on the training rows; fitting takes
-milliseconds.
+on fresh samples from 0.051 to 0.039 ms (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features,
+the averaged terms alone are used. The ridge strength is chosen by exact leave-one-out error on the training
+rows, and rows the fit misses by far (a measurement disturbed by another process) are left out of a refit;
+fitting takes milliseconds.
 
 ``hat-mlp`` is HAT's recipe: 10 features / feature-norm, 400x3 hidden ReLU MLP, Adam lr 1e-5, 5000 steps
 of batch 128, MSE on latency / lat-norm.
@@ -210,7 +211,8 @@ def step_weight_knots(configs: Sequence[SubTransformerConfig], timed: TimedShape
     return sorted({float(v) for v in np.quantile(values, np.linspace(0, 1, STEP_WEIGHT_KNOTS))})
 
 
-def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[float]], timed: TimedShape = TimedShape()) -> np.ndarray:
+def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[float]],
+                timed: TimedShape = TimedShape()) -> np.ndarray:
     """Per-layer cost terms summed over layers (see the module docstring)."""
     rows = []
     for c in configs:
