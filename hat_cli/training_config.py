@@ -143,7 +143,7 @@ _IWSLT_SUPER = dict(
 # Our small tasks (not published): chosen so Multi30k trains in a few GPU minutes and demo on a laptop CPU.
 # Multi30k, measured on one H200 (bench/RESULTS.md, "The sanity bar"): lr 5e-4 / warmup 500 reached valid loss
 # 5.27 bits after 1000 updates against 5.55 at 1e-3. Dropout 0.1, not the 0.3 of IWSLT: on 29k sentences the
-# 512-wide plain Transformer scored 40.6 BLEU at 0.1 and 24-28 at 0.2-0.3 (more dropout was worse still, at
+# 512-wide plain Transformer scored 40.6 BLEU at 0.1 and 25-35 at 0.2-0.3 (more dropout was worse still, at
 # 4096 and 8192 tokens); its validation loss bottoms out near update 1500-2500, so 3000 updates, a checkpoint
 # every 500, and (for train-sub) the average of the last 4 as the final model.
 _MULTI30K_SUPER = dict(
