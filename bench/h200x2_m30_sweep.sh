@@ -7,7 +7,8 @@
 # Every run trains 4000 updates (unless its spec says otherwise), validates and saves every 500 (keeps 5), and
 # is then tested as the average of the last 4 checkpoints and as the best kept checkpoint by validation loss
 # (and, in the first call, the last one); re-running `hat train-sub` on a finished run only rewrites its
-# final model. SWEEP=1 (more regularisation) and SWEEP=2 (less) are the two calls made, in that order.
+# final model. SWEEP=1 (more regularisation) and SWEEP=2 (less) are the two calls made, in that order; the
+# task's dropout default was 0.3 then, so the recipes that relied on it now say so.
 #
 #   . bench/device_setup.sh && bash bench/h200x2_m30_sweep.sh            # first call
 #   . bench/device_setup.sh && SWEEP=2 bash bench/h200x2_m30_sweep.sh    # second call
@@ -52,16 +53,16 @@ python bench/multi30k_archs.py $R/arch
 
 if [[ ${SWEEP:-1} == 1 ]]; then
   # First call: more regularisation and smaller batches (the 24-27 BLEU looked like overfitting).
-  recipe p6-t4k-d3                                                             # batch size alone
+  recipe p6-t4k-d3 dropout=0.3                                                 # batch size alone
   recipe p6-t4k-d4 dropout=0.4 activation-dropout=0.1
   recipe p6-t4k-d5 dropout=0.5 attention-dropout=0.2 activation-dropout=0.2
-  recipe p6-t8k-d3-seed2                                                       # the 24.35 run's recipe, seed 2
-  recipe p6-t2k-d3                                                             # smaller batches again
+  recipe p6-t8k-d3-seed2 dropout=0.3                                           # the 24.35 run's recipe, seed 2
+  recipe p6-t2k-d3 dropout=0.3                                                 # smaller batches again
   recipe largest-t4k-d4 dropout=0.4 activation-dropout=0.1
   recipe smallest-t4k-d4 dropout=0.4 activation-dropout=0.1                    # 256 wide: 0.2 after HAT's scaling
   recipe p6-t4k-d4-lr1e3 dropout=0.4 activation-dropout=0.1 lr=0.001 warmup-updates=1000
   recipe w256d2-t4k-d4 dropout=0.4 activation-dropout=0.1                     # the 39.55 model under the new recipe
-  recipe p6-t4k-d3-a2 attention-dropout=0.2 activation-dropout=0.2
+  recipe p6-t4k-d3-a2 dropout=0.3 attention-dropout=0.2 activation-dropout=0.2
   GPU0_RUNS="p6-t4k-d3:plain6:4096 p6-t4k-d4:plain6:4096 p6-t4k-d5:plain6:4096 p6-t8k-d3-seed2:plain6:8192:2 p6-t2k-d3:plain6:2048"
   GPU1_RUNS="largest-t4k-d4:largest:4096 smallest-t4k-d4:smallest:4096 p6-t4k-d4-lr1e3:plain6:4096 w256d2-t4k-d4:w256d2:4096 p6-t4k-d3-a2:plain6:4096"
 else

@@ -257,7 +257,7 @@ def resolve_training_config(task: str, kind: str, config_file: str | Path | None
     if cli_overrides:
         given = {k: v for k, v in cli_overrides.items() if v is not None}
         chosen.update(normalise_overrides(given, "the command line"))
-    if chosen.get("final_model") == "best" and "average_last" not in chosen:
-        values.pop("average_last", None)  # asking for the best checkpoint replaces a task's default average
+    if "final_model" in chosen and "average_last" not in chosen:
+        values.pop("average_last", None)  # asking for the last or best checkpoint replaces a task's default average
     values.update(chosen)
     return TrainingConfig(**values)

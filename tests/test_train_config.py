@@ -61,5 +61,7 @@ def test_multi30k_sub_averages_by_default_and_best_replaces_the_average():
     assert resolve_training_config("multi30k.de-en", "super").average_last == 0
     best = resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "best"})
     assert best.final_model == "best" and best.average_last == 0
+    last = resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "last"})
+    assert last.final_model == "last" and last.average_last == 0
     with pytest.raises(HatError, match="not both"):
         resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "best", "average_last": 3})
