@@ -24,10 +24,12 @@ def test_help_lists_the_nine_subcommands_and_helpers():
 
 def test_fast_overview_lists_exactly_the_typer_commands():
     from hat_cli.cli import app
-    from hat_cli._help_pages import COMMANDS
+    from hat_cli._help_pages import PAGES
 
     typer_names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
-    assert sorted(name for name, _ in COMMANDS) == sorted(typer_names)
+    stored_commands = [path[0] for path in PAGES if len(path) == 1]
+    assert sorted(stored_commands) == sorted(typer_names)
+    assert all(f"  {name} " in PAGES[()] for name in typer_names)  # and the overview page lists each
 
 
 def test_overview_imports_neither_typer_nor_torch():

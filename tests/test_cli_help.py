@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from hat_cli import help_snapshot
-from hat_cli._help_pages import COMMANDS, PAGES
+from hat_cli._help_pages import PAGES
 from hat_cli.entry import stored_help
 
 # The `hat` executable, and the Typer app itself, as the `hat` executable would run it without entry.py's shortcut.
@@ -31,7 +31,8 @@ def test_stored_pages_are_current():
 
 
 def test_every_command_of_the_overview_has_a_page():
-    assert {(name,) for name, _ in COMMANDS} <= set(PAGES)
+    overview = [line.split()[0] for line in PAGES[()].split("Commands:\n", 1)[1].splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    assert {(name,) for name in overview} <= set(PAGES)
     assert {("zoo", "list"), ("zoo", "pull"), ("hw", "list")} <= set(PAGES)
 
 
