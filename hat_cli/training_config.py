@@ -15,13 +15,13 @@ from typing import Any, Mapping
 from hat_cli.errors import HatError
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+FINAL_MODELS = ("last", "best")
 FINAL_MODEL_DIR = "model"  # <save_dir>/model: the trained model as a model directory
 
 
 def default_supernet_dir(task: str) -> Path:
     """Where `hat train-super --task T` saves by default (and where `hat search` looks first)."""
     return Path("checkpoints") / task / "supertransformer"
-FINAL_MODELS = ("last", "best")
 
 
 @dataclass(frozen=True)
