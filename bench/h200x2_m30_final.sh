@@ -37,10 +37,7 @@ super_run() {  # train-super with the task defaults, then the inherited extremes
   done
 }
 
-log start
-prepare_data || exit 1
-python bench/multi30k_archs.py $R/arch
-log "data and architectures ready"
+prepare_run
 (
   export CUDA_VISIBLE_DEVICES=1
   python bench/bench_latency_gpu.py --task multi30k.de-en --hw cuda --train 600 --fresh 150 --out $R/latency > $R/latency.log 2>&1

@@ -47,9 +47,7 @@ sweep_run() {  # NAME ARCH TOKENS SEED UPDATES: train, then test avg-4 / best (/
   done
 }
 
-log start
-prepare_data || exit 1
-python bench/multi30k_archs.py $R/arch
+prepare_run
 
 if [[ ${SWEEP:-1} == 1 ]]; then
   # First call: more regularisation and smaller batches (the 24-27 BLEU looked like overfitting).
@@ -81,7 +79,7 @@ else
   GPU0_RUNS="p6-t4k-d1:plain6:4096 p6-t4k-d2:plain6:4096 p6-t8k-d1:plain6:8192:1:3000 p6-t8k-d2:plain6:8192:1:3000 p6-t4k-d0:plain6:4096"
   GPU1_RUNS="largest-t4k-d2:largest:4096 smallest-t4k-d2:smallest:4096 largest-t4k-d1:largest:4096 smallest-t4k-d1:smallest:4096 p6-t4k-d2-lr3e4:plain6:4096"
 fi
-log "data, architectures and recipes ready"
+log "recipes ready"
 
 run_all() {  # "NAME:ARCH:TOKENS[:SEED[:UPDATES]] ...", side by side on this process's GPU
   for spec in $1; do

@@ -28,18 +28,12 @@ SUPER_TOKENS=${SUPER_TOKENS:-16384}
 . "$(dirname "$0")/multi30k_common.sh"
 start_packer m30.tar.gz
 
-log start
-prepare_data || exit 1
-python bench/multi30k_archs.py $R/arch
-log "data and architectures ready"
+prepare_run
 
 # GPU 1: measure the plain models (their latencies are the budgets), then train all four at once.
 (
   export CUDA_VISIBLE_DEVICES=1
-  for a in plain1 plain2 plain3 plain6 largest smallest; do
-    hat profile $R/arch/$a.yml --task $TASK --hw $HW --json > $R/json/profile-$a.json
-  done
-  log "plain models measured"
+  profile_archs $HW plain1 plain2 plain3 plain6 largest smallest
   for a in plain1 plain2 plain3 plain6; do train_and_test $a $R/arch/$a.yml $SUB_UPDATES $SUB_TOKENS & done
   wait
 ) &

@@ -15,17 +15,11 @@ OUT=${OUT:-$R/out}
 . "$(dirname "$0")/multi30k_common.sh"
 start_packer m30plain.tar.gz
 
-log start
-prepare_data || exit 1
-python bench/multi30k_archs.py $R/arch
-log "data and architectures ready"
+prepare_run
 
 (
   export CUDA_VISIBLE_DEVICES=1
-  for a in w384d1 w384d2 w384d3 w256d1 w256d2 w256d3; do
-    hat profile $R/arch/$a.yml --task $TASK --hw cuda --json > $R/json/profile-$a.json
-  done
-  log "plain models measured"
+  profile_archs cuda w384d1 w384d2 w384d3 w256d1 w256d2 w256d3
   for a in w384d2 w384d3 w256d2 w256d3; do train_and_test $a $R/arch/$a.yml 2000 8192 & done
   wait
 ) &

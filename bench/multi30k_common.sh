@@ -28,6 +28,22 @@ prepare_data() {
   [ -f "$D/dict.de.txt" ] || hat data --task $TASK --from-dir ../shared/data/multi30k/raw --data-dir "$D" --json > "$R/json/data.json"
 }
 
+prepare_run() {  # the data (prepared once) and the architectures every script trains from
+  log start
+  prepare_data || exit 1
+  python bench/multi30k_archs.py "$R/arch"
+  log "data and architectures ready"
+}
+
+profile_archs() {  # HW NAME...: `hat profile` (measured latency) of each architecture
+  local hw=$1; shift
+  for a in "$@"; do  # moved into place when complete: another job waits for these files to appear
+    hat profile "$R/arch/$a.yml" --task $TASK --hw "$hw" --json > "$R/json/.profile-$a.json" \
+      && mv "$R/json/.profile-$a.json" "$R/json/profile-$a.json"
+  done
+  log "latency of $* measured"
+}
+
 # RECIPE=FILE.yml adds `--config FILE.yml` (bench/multi30k_recipe_v1.yml: the recipe the recorded runs used).
 train_and_test() {  # NAME ARCH.yml UPDATES TOKENS: hat train-sub from scratch, then hat test on test_2016_flickr
   local name=$1 arch=$2 updates=$3 tokens=$4
