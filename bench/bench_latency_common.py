@@ -41,7 +41,7 @@ def run(args) -> dict:
     from hat_cli import latency_dataset as LD
     from hat_cli.hardware import get_backend
     from hat_cli.latency import LatencyMeter
-    from hat_cli.predictor import LatencyRows, fit_predictor, metrics
+    from hat_cli.predictor import LatencyRows, fit_predictor, metrics, repeat_spread
     from hat_cli.space import SearchSpace
     from hat_cli.tasks import get_task
 
@@ -86,8 +86,7 @@ def run(args) -> dict:
     # (a) one architecture, measured again and again (a fresh random model each time, as collection does)
     config = LD.reference_config(space)
     repeats = [meter.measure(config).total_ms for _ in range(args.repeat)]
-    same = np.array(repeats)
-    report["repeat_one_arch"] = {"mean_ms": float(same.mean()), "std_ms": float(same.std(ddof=1)), "rel_std": float(same.std(ddof=1) / same.mean()), "n": len(same)}
+    report["repeat_one_arch"] = repeat_spread(repeats)
     # (b) test-retest on fresh architectures: the per-measurement noise over the whole range
     configs = [LD.sample_config(space, args.seed + 1000, i) for i in range(min(args.retest, len(fresh)))]
     again = np.array([meter.measure(c).total_ms for c in configs])
