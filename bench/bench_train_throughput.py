@@ -182,13 +182,12 @@ def profile_updates(data: Path, save: Path, args, max_tokens: int) -> dict:
     attr = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
     kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: getattr(e, attr), reverse=True)
     busy_us = sum(getattr(e, attr) for e in kernels)
-    train_s = wall
     top = [{"name": e.key[:70], "device_ms": getattr(e, attr) / 1e3, "calls": e.count} for e in kernels[:12]]
     launches = sum(e.count for e in events if "LaunchKernel" in e.key)
     syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "aten::item", "aten::_local_scalar_dense"))
     table = events.table(sort_by=attr if kernels else "self_cpu_time_total", row_limit=20)
-    return {"updates": args.profile_updates, "wall_s": wall, "train_s": train_s, "gpu_busy_ms": busy_us / 1e3,
-            "gpu_busy_fraction_of_train": (busy_us / 1e6) / max(train_s, 1e-9), "kernel_launches": launches, "host_syncs": syncs,
+    return {"updates": args.profile_updates, "wall_s": wall, "gpu_busy_ms": busy_us / 1e3,
+            "gpu_busy_fraction_of_train": (busy_us / 1e6) / max(wall, 1e-9), "kernel_launches": launches, "host_syncs": syncs,
             "top": top, "table": table}
 
 
