@@ -29,6 +29,7 @@ def parse(default_hw: str, default_task: str):
     parser.add_argument("--retest", type=int, default=20, help="fresh architectures measured a second time")
     parser.add_argument("--repetitions", type=int, default=None, help="timed runs per measurement (default: backend's)")
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--instances", type=int, default=None, help="placements pooled per measurement (default: backend's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hat-mlp", action="store_true", help="also fit HAT's MLP recipe for comparison")
     parser.add_argument("--out", type=Path, required=True)
@@ -46,14 +47,14 @@ def run(args) -> dict:
     from hat_cli.tasks import get_task
 
     backend = get_backend(args.hw)
-    backend = backend.with_protocol(repetitions=args.repetitions, warmup=args.warmup)
+    backend = backend.with_protocol(repetitions=args.repetitions, warmup=args.warmup, instances=args.instances)
     protocol = backend.protocol
     task = get_task(args.task)
     space = SearchSpace.builtin(task.latency_space)
     meter = LatencyMeter(backend, task, space.shape)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = meter.csv_metadata()
-    print(f"{meta['device']} | task {task.name} | {protocol.repetitions} timed runs, {protocol.warmup} warm-up | torch {torch.__version__}", flush=True)
+    print(f"{meta['device']} | task {task.name} | {protocol.repetitions} timed runs x {protocol.instances} placements, {protocol.warmup} warm-up | torch {torch.__version__}", flush=True)
 
     def collect(name: str, seed: int, n: int):
         start = time.perf_counter()
@@ -93,7 +94,9 @@ def run(args) -> dict:
     first = fresh.total_ms[: len(configs)]
     diff = again - first
     report["retest"] = {"rmse_ms": float(np.sqrt(np.mean(diff**2) / 2)), "rel": float(np.sqrt(np.mean((diff / first) ** 2) / 2)),
-                        "within_10pct_of_first": float(np.mean(np.abs(diff) / first <= 0.10)), "n": len(configs)}
+                        "within_10pct_of_first": float(np.mean(np.abs(diff) / first <= 0.10)), "n": len(configs),
+                        "first_ms": first.tolist(), "again_ms": again.tolist()}
+    report["repeat_one_arch"]["values_ms"] = repeats
     (args.out / "results.json").write_text(json.dumps(report, indent=2))
 
     lc = report["layer-cost"]

@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--task", default="multi30k.de-en")
     parser.add_argument("--archs", type=int, default=10)
     parser.add_argument("--times", type=int, default=5, help="fresh instances per architecture")
+    parser.add_argument("--instances", type=int, default=None, help="placements pooled per measurement (default: backend's)")
+    parser.add_argument("--repetitions", type=int, default=None, help="timed runs per placement (default: backend's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -57,7 +59,8 @@ def main() -> None:
 
     task = get_task(args.task)
     space = SearchSpace.builtin(task.latency_space)
-    meter = LatencyMeter(get_backend(args.hw), task, space.shape)
+    backend = get_backend(args.hw).with_protocol(instances=args.instances, repetitions=args.repetitions)
+    meter = LatencyMeter(backend, task, space.shape)
     configs = architectures(space, args.archs, args.seed)
     order = list(range(len(configs)))
     random.Random(args.seed).shuffle(order)

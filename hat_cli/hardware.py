@@ -50,6 +50,11 @@ class MeasurementProtocol:
     # replays. Batch-1 eager decoding on a fast GPU is bound by Python kernel launches, whose speed
     # wanders with host load (we saw 27% spread on an H200); graph replays time the GPU work itself.
     cuda_graphs: bool = False
+    # Model instances per measurement, each with its weights and activations at another place in device
+    # memory; their kept runs are pooled. On an H200 one architecture's instances differ by 0.03 ms (0.4%),
+    # more than its runs within one instance, and a collection's history fixes where each lands: a
+    # predictor fitted on one placement per sample learns those accidents as if they were architecture.
+    instances: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -14,6 +14,7 @@ reproducing published numbers.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -65,16 +66,24 @@ class LatencyMeasurement:
         return {"encoder": self.encoder_ms, "decoder": self.decoder_ms, "total": self.total_ms}
 
 
-def trimmed(values: list[float], fraction: float = 0.1) -> TrimmedStats:
+def trimmed_values(values: list[float], fraction: float = 0.1) -> list[float]:
     """HAT's latency_dataset trimming: drop floor(f n) lowest and max(1, floor(f n)) highest values."""
     if not values:
         raise HatError("No latency values to average.")
     ordered = sorted(values)
     cut = int(math.floor(fraction * len(ordered)))
     kept = ordered[cut : len(ordered) - max(1, cut)]
-    if not kept:  # fewer than 2 runs: nothing survives HAT's rule, keep the median instead
-        kept = [statistics.median(ordered)]
-    return TrimmedStats(statistics.fmean(kept), statistics.pstdev(kept) if len(kept) > 1 else 0.0, len(kept))
+    return kept or [statistics.median(ordered)]  # fewer than 2 runs: nothing survives HAT's rule, keep the median
+
+
+def trimmed(values: list[float], fraction: float = 0.1) -> TrimmedStats:
+    """The mean and population std of the values HAT's trimming keeps."""
+    kept = trimmed_values(values, fraction)
+    return TrimmedStats(statistics.fmean(kept), _pstdev(kept), len(kept))
+
+
+def _pstdev(values: list[float]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
 def vocab_sizes(task: Task) -> tuple[int, int]:
@@ -117,6 +126,7 @@ class LatencyMeter:
         self.threads = torch.get_num_threads()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[backend.precision]
         self.seed = seed
+        self._placements = 0  # instances placed so far: each gets its own seeded spacer sizes
 
     # ------------------------------------------------------------------------------------- metadata
     def describe_device(self) -> str:
@@ -135,7 +145,7 @@ class LatencyMeter:
 
         return {
             "hardware": self.backend.name, "device": self.describe_device(), "precision": self.backend.precision,
-            "mode": self.mode, "threads": str(self.threads), "repetitions": str(self.protocol.repetitions),
+            "mode": self.mode, "threads": str(self.threads), "repetitions": str(self.protocol.repetitions), "instances": str(self.protocol.instances),
             "torch_version": torch.__version__, "task": self.task.name,
         }
 
@@ -174,7 +184,7 @@ class LatencyMeter:
         return _WallTimer()
 
     def measure(self, config: SubTransformerConfig, model: Any = None) -> LatencyMeasurement:
-        """Encoder and decoder latency of ``config`` (HAT-SPEC §4.2), in ms."""
+        """Encoder and decoder latency of ``config`` (HAT-SPEC §4.2), in ms, pooled over the protocol's instances."""
         import torch
 
         p = self.protocol
@@ -183,8 +193,39 @@ class LatencyMeter:
         src = torch.tensor([[p.eos] + [p.source_token] * (length - 1)], device=self.device)
         prev = torch.tensor([[p.source_token] * (length - 1) + [p.eos]] * p.beam, device=self.device)
         beam_index = torch.zeros(p.beam, dtype=torch.long, device=self.device)
-        if self.uses_cuda_graphs:
-            return self._measure_with_graphs(config, model, src, prev, beam_index)
+        encoder_kept: list[float] = []
+        decoder_kept: list[float] = []
+        for instance in range(p.instances):
+            spacer = self._move_weights(model)  # every placement, the first too: not where history left it
+            if self.uses_cuda_graphs:
+                encoder_times, decoder_times = self._time_graphs(config, model, src, prev, beam_index, warm=instance == 0)
+            else:
+                encoder_times, decoder_times = self._time_eager(config, model, src, prev, beam_index)
+            encoder_kept += trimmed_values(encoder_times, p.trim_fraction)
+            decoder_kept += trimmed_values(decoder_times, p.trim_fraction)
+            del spacer
+        return LatencyMeasurement(statistics.fmean(encoder_kept), statistics.fmean(decoder_kept),
+                                  _pstdev(encoder_kept), _pstdev(decoder_kept))
+
+    def _move_weights(self, model):
+        """Give the model's weights new addresses, behind a spacer of seeded random size, so that the next
+        instance's timing does not inherit where the previous one happened to land. Returns the spacer,
+        which must live until that instance has been timed."""
+        import torch
+
+        self._placements += 1
+        rng = random.Random(f"hat-placement:{self.seed}:{self._placements}")
+        # One spacer per allocator pool: PyTorch's CUDA allocator serves tensors under 1 MiB from 2 MiB
+        # segments of its own and larger ones from a second pool.
+        spacer = [torch.empty(rng.randrange(1, 2048) * 512, dtype=torch.uint8, device=self.device),
+                  torch.empty(rng.randrange(2048, 65536) * 512, dtype=torch.uint8, device=self.device)]
+        with torch.no_grad():
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                tensor.data = tensor.data.clone()
+        return spacer
+
+    def _time_eager(self, config, model, src, prev, beam_index) -> tuple[list[float], list[float]]:
+        p = self.protocol
         timer = self._timer()
         with self._context():
             for _ in range(p.warmup):
@@ -197,9 +238,9 @@ class LatencyMeter:
             for _ in range(p.repetitions):
                 beam_enc = enc.reorder(beam_index)  # fresh per run: enc-attn keys are computed inside the timing
                 timer.start()
-                _decode_steps(model, prev, beam_enc, config, length)
+                _decode_steps(model, prev, beam_enc, config, self.length)
                 decoder_times.append(timer.stop())
-        return self._summarise(encoder_times, decoder_times)
+        return encoder_times, decoder_times
 
     def _time(self, run, repetitions: int) -> list[float]:
         """Milliseconds of ``repetitions`` calls of ``run``, each timed on its own."""
@@ -210,20 +251,32 @@ class LatencyMeter:
             times.append(timer.stop())
         return times
 
-    def _summarise(self, encoder_times: list[float], decoder_times: list[float]) -> LatencyMeasurement:
-        e = trimmed(encoder_times, self.protocol.trim_fraction)
-        d = trimmed(decoder_times, self.protocol.trim_fraction)
-        return LatencyMeasurement(e.mean, d.mean, e.std, d.std)
+    def _time_queued(self, replay, repetitions: int) -> list[float]:
+        """Milliseconds of ``repetitions`` graph replays queued back to back, an event between each and one
+        host sync at the end. A replay started from an idle GPU also times how late the host's launch
+        arrives (10-20 us that wander with host load, as much as the error we are after); queued, each
+        replay starts when the one before it ends, so the events time the GPU's work alone."""
+        import torch
+
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(repetitions + 1)]
+        replay()  # already running when the first event is recorded
+        events[0].record()
+        for event in events[1:]:
+            replay()
+            event.record()
+        torch.cuda.synchronize(self.device)
+        return [float(a.elapsed_time(b)) for a, b in zip(events, events[1:])]
 
     @property
     def uses_cuda_graphs(self) -> bool:
         # Graphs replay a fixed computation: only for inference mode (published mode keeps dropout on).
         return self.protocol.cuda_graphs and self.device.type == "cuda" and self.mode == "inference"
 
-    def _measure_with_graphs(self, config, model, src, prev, beam_index) -> LatencyMeasurement:
+    def _time_graphs(self, config, model, src, prev, beam_index, warm: bool) -> tuple[list[float], list[float]]:
         """The same encoder run and L-step incremental decode, captured once as two CUDA graphs and
         timed replay by replay. Kernels and shapes are exactly those of the eager protocol; what is
-        left out is Python's launch overhead, which on a fast GPU dominates and wanders with host load."""
+        left out is Python's launch overhead, which on a fast GPU dominates and wanders with host load.
+        ``warm``: run the eager warm-up first (needed once per model, not per placement)."""
         import torch
 
         p = self.protocol
@@ -234,17 +287,21 @@ class LatencyMeter:
         def decoder(beam_enc):  # a fresh cache per run: enc-attn keys are computed inside the graph
             return _decode_steps(model, prev, beam_enc, config, self.length)
 
+        self._placements += 1
+        activation_offset = random.Random(f"hat-activations:{self.seed}:{self._placements}").randrange(0, 4096) * 512
         with torch.inference_mode():
-            # Capture needs warmed-up kernels and lazily built tables, made on a side stream.
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(max(2, p.warmup)):
-                    decoder(encoder().reorder(beam_index))
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            if warm:  # capture needs warmed-up kernels and lazily built tables, made on a side stream
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):  # nothing eager is timed: the replays below have their own warm-up
+                        decoder(encoder().reorder(beam_index))
+                torch.cuda.current_stream(self.device).wait_stream(side)
             try:
                 encoder_graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(encoder_graph):
+                    # Shifts every activation of this capture within the graph's own memory pool.
+                    pad = torch.empty(activation_offset + 512, dtype=torch.uint8, device=self.device)
                     static_enc = encoder()
                 beam_enc = static_enc.reorder(beam_index)
                 decoder_graph = torch.cuda.CUDAGraph()
@@ -258,10 +315,10 @@ class LatencyMeter:
             for _ in range(p.warmup):
                 encoder_graph.replay()
                 decoder_graph.replay()
-            encoder_times = self._time(encoder_graph.replay, p.repetitions)
-            decoder_times = self._time(decoder_graph.replay, p.repetitions)
-        del encoder_graph, decoder_graph
-        return self._summarise(encoder_times, decoder_times)
+            encoder_times = self._time_queued(encoder_graph.replay, p.repetitions)
+            decoder_times = self._time_queued(decoder_graph.replay, p.repetitions)
+        del encoder_graph, decoder_graph, pad
+        return encoder_times, decoder_times
 
 
 def _decode_steps(model, prev, beam_enc, config, length: int):

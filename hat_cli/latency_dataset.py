@@ -33,6 +33,7 @@ METADATA_COLUMNS = (
     "mode",
     "threads",
     "repetitions",
+    "instances",
     "torch_version",
     "timestamp",
     "task",
@@ -259,7 +260,7 @@ def collect(
     if reference_every < 0:
         raise HatError(f"--reference-every must be 0 (off) or positive, got {reference_every}.")
     header = header_for(space)
-    identity = {k: str(metadata[k]) for k in ("hardware", "task", "seed", "mode", "precision")}
+    identity = {k: str(metadata[k]) for k in ("hardware", "task", "seed", "mode", "precision", "instances")}
     writer, existing = open_for_append(path, header, identity)
     done = {int(r["sample_index"]) for r in existing if r["reference"] == "0"}
     referenced = {int(r["sample_index"]) for r in existing if r["reference"] == "1"}

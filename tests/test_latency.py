@@ -56,7 +56,7 @@ def demo():
 
 def _metadata(seed=1):
     return {"hardware": "cpu", "device": "cpu test", "precision": "fp32", "mode": "inference", "threads": "1",
-            "repetitions": "3", "torch_version": "x", "task": "demo", "seed": str(seed)}
+            "repetitions": "3", "instances": "1", "torch_version": "x", "task": "demo", "seed": str(seed)}
 
 
 def test_trimming_follows_hat_latency_dataset():
@@ -80,6 +80,29 @@ def test_measure_real_model_both_modes(demo):
     assert published.measure(config, model).decoder_ms > 0
     with pytest.raises(HatError, match="mode"):
         LatencyMeter(meter.backend, task, space.shape, mode="fast")
+
+
+def test_instances_time_the_same_weights_at_new_addresses(demo):
+    """With instances=K, one measurement times K placements of the model in memory: the weights move (new
+    addresses, same values, ties kept) and the model computes exactly what it did before."""
+    import torch
+
+    task, space, meter = demo
+    several = LatencyMeter(meter.backend.with_protocol(instances=3), task, space.shape)
+    config = space.largest()
+    model = several.build(config)
+    before = {name: (t.data_ptr(), t.detach().clone()) for name, t in model.named_parameters()}
+    src = torch.tensor([[2] + [7] * 9])
+    with torch.inference_mode():
+        expected = model.encode(src, config).out.clone()
+    result = several.measure(config, model)
+    assert result.encoder_ms > 0 and result.decoder_ms > 0
+    after = dict(model.named_parameters())
+    assert all(after[name].data_ptr() != ptr for name, (ptr, _) in before.items())
+    assert all(torch.equal(after[name], value) for name, (_, value) in before.items())
+    with torch.inference_mode():
+        assert torch.equal(model.encode(src, config).out, expected)
+    assert several.csv_metadata()["instances"] == "3"
 
 
 def test_cuda_backend_without_gpu_is_a_clear_error(demo):
@@ -136,6 +159,8 @@ def test_resume_refuses_a_file_from_other_settings(tmp_path, demo):
     collect(path, space, meter.measure, 1, 1, _metadata(1))
     with pytest.raises(HatError, match="seed"):
         collect(path, space, meter.measure, 2, 2, _metadata(2))
+    with pytest.raises(HatError, match="instances=1, this run has instances=4"):  # pooled placements differ in noise
+        collect(path, space, meter.measure, 2, 1, _metadata(1) | {"instances": "4"})
     other = SearchSpace.builtin("latency")
     with pytest.raises(HatError, match="different columns"):
         collect(path, other, meter.measure, 2, 1, _metadata(1))
@@ -175,6 +200,9 @@ def test_collect_latency_bad_input_exits_2(tmp_path):
     bad.write_text("a,b,c\n1,2,3\n")
     result = _hat(["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "1", "--csv", str(bad)])
     assert result.returncode == 2 and "different columns" in result.stderr
+    result = _hat(["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "1", "--instances", "0", "--csv", str(tmp_path / "y.csv")])
+    assert result.returncode == 2 and "--instances must be at least 1" in result.stderr
+    assert not (tmp_path / "y.csv").exists()
 
 
 def test_named_device_warns_that_numbers_describe_this_machine(tmp_path):

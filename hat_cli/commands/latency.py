@@ -23,6 +23,7 @@ def collect_latency(
     mode: Optional[str] = typer.Option(None, "--mode", help="inference (eval + torch.inference_mode, default) or published (HAT's training mode + autograd)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", help="Timed runs per architecture (default: the backend's protocol)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up runs (default: the backend's protocol)."),
+    instances: Optional[int] = typer.Option(None, "--instances", help="Model instances per architecture, each placed elsewhere in memory, their runs pooled (default: the backend's protocol)."),
     json_output: bool = JSON,
 ) -> None:
     """Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."""
@@ -38,7 +39,9 @@ def collect_latency(
         raise HatError(f"--repetitions must be at least 1, got {repetitions}.")
     if warmup is not None and warmup < 0:
         raise HatError(f"--warmup must be 0 or more, got {warmup}.")
-    backend = backend.with_protocol(repetitions=repetitions, warmup=warmup)
+    if instances is not None and instances < 1:
+        raise HatError(f"--instances must be at least 1, got {instances}.")
+    backend = backend.with_protocol(repetitions=repetitions, warmup=warmup, instances=instances)
     warning = backend.foreign_device_warning()
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
