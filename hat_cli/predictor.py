@@ -10,8 +10,9 @@ of per-layer costs, so the features are sums over layers: for every per-layer kn
 HAT's averaged features. Two kinds of term are not sums over layers: a tent encoding of the numbers one
 decoder step reads (layer weights, output projection, attended encoder keys and values) -- once they outgrow
 the GPU's cache every step streams them from memory, so latency bends with the decoder's total size -- and
-flags for joining 2 or 3 encoder layers' outputs, which happens once per model. On an H200 they cut the error
-on fresh samples from 0.051 to 0.039 ms (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features,
+flags for joining 2 or 3 encoder layers' outputs, which happens once per model, and one term per (decoder
+depth, decoder width) pair seen in training. On an H200 these cut the error on fresh samples from 0.051 to
+0.022 ms, together with less noisy measurements (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features,
 the averaged terms alone are used. The ridge strength is chosen by exact leave-one-out error on the training
 rows, and rows the fit misses by far (a measurement disturbed by another process) are left out of a refit;
 fitting takes milliseconds.
@@ -206,6 +207,11 @@ def decoder_step_weights(config: SubTransformerConfig, timed: TimedShape) -> flo
     return float(weights + encoder_cache)
 
 
+def depth_width_code(config: SubTransformerConfig) -> float:
+    """One number per (decoder depth, decoder width) pair, for a one-hot term per pair."""
+    return float(config.decoder_layer_num * 10000 + config.decoder_embed_dim)
+
+
 def step_weight_knots(configs: Sequence[SubTransformerConfig], timed: TimedShape) -> list[float]:
     values = [decoder_step_weights(c, timed) for c in configs]
     return sorted({float(v) for v in np.quantile(values, np.linspace(0, 1, STEP_WEIGHT_KNOTS))})
@@ -237,6 +243,9 @@ def layer_terms(configs: Sequence[SubTransformerConfig], knots: dict[str, list[f
             # uses: a cost per model, not per layer.
             used = set(_attended_counts(c))
             parts.append(np.array([float(a in used) * x for a in (2, 3) for x in (1.0, E, E * E)]))
+        if "decoder_depth_width" in knots:  # (absent from predictors saved before this term existed)
+            code = depth_width_code(c)
+            parts.append(np.array([float(code == k) for k in knots["decoder_depth_width"]]))
         rows.append(np.concatenate(parts))
     return np.array(rows, dtype=np.float64)
 
@@ -414,6 +423,9 @@ class LayerCostPredictor(Predictor):
         knots = layer_knots(train.configs) if feature_set == "layers" else {}
         if feature_set == "layers":
             knots["decoder_step_weights"] = step_weight_knots(train.configs, train.timed)
+            # With 4 placements per sample the residuals still grouped by decoder depth x width (2-layer
+            # 256-wide decoders 0.02 ms slow on an H200, more than the tent above explains).
+            knots["decoder_depth_width"] = sorted({depth_width_code(c) for c in train.configs})
         X = cls.design(train, feature_set, knots, train.timed)
         y = train.total_ms
         mean = X.mean(0)
