@@ -138,6 +138,9 @@ PAGES = {
         '                           protocol).\n'
         "  --warmup <int>           Untimed warm-up runs (default: the backend's\n"
         '                           protocol).\n'
+        '  --instances <int>        Model instances per architecture, each placed\n'
+        '                           elsewhere in memory, their runs pooled (default:\n'
+        "                           the backend's protocol).\n"
         '  --json                   Print one JSON document on stdout (human output\n'
         '                           stays on stderr).\n'
         '  -h, --help               Show this message and exit.\n'
