@@ -6,6 +6,10 @@ the full vocabulary (no softmax, no beam bookkeeping). Warm-up runs, then timed 
 and decoder separately, each trimmed (sort, drop the fastest floor(0.1 n) and the slowest max(1,
 floor(0.1 n))) to a mean and a population std.
 
+A measurement times the protocol's ``instances`` placements of the model in memory (weights moved behind
+a seeded random spacer each time) and pools their kept runs: on an H200 where a model happens to land
+moves its time by 0.3%, more than its runs differ, so one placement per sample is a noisy draw.
+
 Modes: ``inference`` (default) = eval mode under ``torch.inference_mode()``, what a deployed model does;
 ``published`` = training mode with autograd on, the way HAT's scripts timed (HAT-SPEC §12.10), for
 reproducing published numbers.
