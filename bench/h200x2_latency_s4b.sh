@@ -7,6 +7,9 @@
 #          (bench_latency_instances.py); then the same 300 + 100 collection with 1 placement x 20 replays.
 #
 #   . bench/device_setup.sh && bash bench/h200x2_latency_s4b.sh
+#
+# Run twice in the fourth session: first with 9ddb820's placements but replays timed one by one (a host sync
+# after each; that code never landed on its own), then, with WORK=/tmp/s4c, at 9ddb820 (replays queued).
 set -uo pipefail
 R=${WORK:-/tmp/s4lat}
 OUT=${OUT:-$R/out}
