@@ -83,23 +83,32 @@ def test_measure_real_model_both_modes(demo):
 
 
 def test_instances_time_the_same_weights_at_new_addresses(demo):
-    """With instances=K, one measurement times K placements of the model in memory: the weights move (new
-    addresses, same values, ties kept) and the model computes exactly what it did before."""
+    """With instances=K, one measurement times K placements of the model in memory: before each, every
+    weight moves to a new address with the same values, and the model computes exactly what it did before."""
     import torch
 
     task, space, meter = demo
     several = LatencyMeter(meter.backend.with_protocol(instances=3), task, space.shape)
     config = space.largest()
     model = several.build(config)
-    before = {name: (t.data_ptr(), t.detach().clone()) for name, t in model.named_parameters()}
+    values = {name: t.detach().clone() for name, t in model.named_parameters()}
     src = torch.tensor([[2] + [7] * 9])
     with torch.inference_mode():
         expected = model.encode(src, config).out.clone()
+    moves = []
+    move = several._move_weights
+
+    def recording_move(m):
+        before = {name: t.data_ptr() for name, t in m.named_parameters()}
+        spacer = move(m)
+        moves.append(all(t.data_ptr() != before[name] for name, t in m.named_parameters()))
+        return spacer
+
+    several._move_weights = recording_move
     result = several.measure(config, model)
     assert result.encoder_ms > 0 and result.decoder_ms > 0
-    after = dict(model.named_parameters())
-    assert all(after[name].data_ptr() != ptr for name, (ptr, _) in before.items())
-    assert all(torch.equal(after[name], value) for name, (_, value) in before.items())
+    assert moves == [True, True, True]  # one move per placement, every weight somewhere new each time
+    assert all(torch.equal(t, values[name]) for name, t in model.named_parameters())
     with torch.inference_mode():
         assert torch.equal(model.encode(src, config).out, expected)
     assert several.csv_metadata()["instances"] == "3"
