@@ -50,11 +50,18 @@ class MeasurementProtocol:
     # replays. Batch-1 eager decoding on a fast GPU is bound by Python kernel launches, whose speed
     # wanders with host load (we saw 27% spread on an H200); graph replays time the GPU work itself.
     cuda_graphs: bool = False
-    # Model instances per measurement, each with its weights and activations at another place in device
-    # memory; their kept runs are pooled. On an H200 one architecture's instances differ by 0.03 ms (0.4%),
-    # more than its runs within one instance, and a collection's history fixes where each lands: a
-    # predictor fitted on one placement per sample learns those accidents as if they were architecture.
+    # Model instances per measurement, each with its weights (and, with CUDA graphs, its activations) at
+    # another place in memory; their kept runs are pooled. On an H200 one architecture's single-placement
+    # measurements spread by 0.02-0.03 ms (about 0.3%), more than its runs within one placement, and a
+    # collection's history fixes where each lands: a predictor fitted on one placement per sample learns
+    # those accidents as if they were architecture.
     instances: int = 1
+
+    def __post_init__(self) -> None:
+        # Checked here, not only by the CLI: a plugin's protocol or with_protocol() reaches the meter too.
+        if self.repetitions < 1 or self.instances < 1 or self.warmup < 0:
+            raise HatError(f"A measurement protocol needs repetitions >= 1, instances >= 1 and warmup >= 0; got "
+                           f"{self.repetitions}, {self.instances} and {self.warmup}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -4,7 +4,7 @@ Batch 1, a dummy source [2, 7, 7, ...] of the task's length L (30 WMT, 23 IWSLT)
 decoder incrementally for L steps with `beam` hypotheses at once, each step including the projection to
 the full vocabulary (no softmax, no beam bookkeeping). Warm-up runs, then timed repetitions of encoder
 and decoder separately, each trimmed (sort, drop the fastest floor(0.1 n) and the slowest max(1,
-floor(0.1 n))) to a mean and a population std.
+floor(0.1 n))) to a mean and a population std (with several placements, below, the std spans them all).
 
 A measurement times the protocol's ``instances`` placements of the model in memory (weights moved behind
 a seeded random spacer each time) and pools their kept runs: on an H200 where a model happens to land
@@ -130,7 +130,7 @@ class LatencyMeter:
         self.threads = torch.get_num_threads()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[backend.precision]
         self.seed = seed
-        self._placements = 0  # instances placed so far: each gets its own seeded spacer sizes
+        self._placements = 0  # random draws so far: each spacer or pad size comes from its own seeded Random
 
     # ------------------------------------------------------------------------------------- metadata
     def describe_device(self) -> str:
@@ -208,6 +208,10 @@ class LatencyMeter:
             encoder_kept += trimmed_values(encoder_times, p.trim_fraction)
             decoder_kept += trimmed_values(decoder_times, p.trim_fraction)
             del spacer
+        if self.uses_cuda_graphs:
+            # Each placement's graphs had a private memory pool; dead pools stay reserved until this, and
+            # over a long collection they would crowd out anything else on the GPU.
+            torch.cuda.empty_cache()
         return LatencyMeasurement(statistics.fmean(encoder_kept), statistics.fmean(decoder_kept),
                                   _pstdev(encoder_kept), _pstdev(decoder_kept))
 
@@ -277,8 +281,8 @@ class LatencyMeter:
         return self.protocol.cuda_graphs and self.device.type == "cuda" and self.mode == "inference"
 
     def _time_graphs(self, config, model, src, prev, beam_index, warm: bool) -> tuple[list[float], list[float]]:
-        """The same encoder run and L-step incremental decode, captured once as two CUDA graphs and
-        timed replay by replay. Kernels and shapes are exactly those of the eager protocol; what is
+        """The same encoder run and L-step incremental decode, captured (once per placement) as two CUDA
+        graphs and timed replay by replay. Kernels and shapes are exactly those of the eager protocol; what is
         left out is Python's launch overhead, which on a fast GPU dominates and wanders with host load.
         ``warm``: run the eager warm-up first (needed once per model, not per placement)."""
         import torch
@@ -304,7 +308,8 @@ class LatencyMeter:
             try:
                 encoder_graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(encoder_graph):
-                    # Shifts every activation of this capture within the graph's own memory pool.
+                    # Shifts the activations allocated after it in the graph's own pool: under 1 MiB, those
+                    # sharing its first 2 MiB block; larger, it takes a block of its own and shifts nothing.
                     pad = torch.empty(activation_offset + 512, dtype=torch.uint8, device=self.device)
                     static_enc = encoder()
                 beam_enc = static_enc.reorder(beam_index)

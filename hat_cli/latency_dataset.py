@@ -199,6 +199,11 @@ def open_for_append(path: Path, header: tuple[str, ...], identity: dict[str, str
             handle.flush()
             os.fsync(handle.fileno())
     table_header = tuple(next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace")))))
+    if table_header == tuple(c for c in header if c != "instances"):
+        raise HatError(
+            f"{path} was collected by an earlier hat, before latency CSVs recorded placements per measurement "
+            f"(the 'instances' column); choose another --csv to start a new dataset (fit-predictor still reads this one)."
+        )
     if table_header != header:
         raise HatError(
             f"{path} already exists with different columns (made by another version, space or tool); "

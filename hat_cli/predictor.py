@@ -380,6 +380,7 @@ class LayerCostPredictor(Predictor):
         self.alpha = float(alpha)
         self.lat_norm = float(lat_norm)
         self.training = training or {}
+        self.fallback: Optional[LayerCostPredictor] = None  # without pair terms, for pairs never seen (fit)
 
     @staticmethod
     def design(rows: LatencyRows, feature_set: str, knots: dict[str, list[float]], timed: TimedShape) -> np.ndarray:
@@ -393,14 +394,28 @@ class LayerCostPredictor(Predictor):
     def predict_rows(self, rows: LatencyRows) -> np.ndarray:
         # The timed shape is the predictor's own (its training task's), not the rows'.
         z = (self.design(rows, self.feature_set, self.knots, self.timed) - self.mean) / self.scale
-        return z @ self.coef + self.intercept
+        predicted = z @ self.coef + self.intercept
+        if self.fallback is not None:
+            # A (decoder depth, width) pair the fit never saw has no term of its own, and the other terms
+            # were fitted alongside the pair terms: the model fitted without them predicts it better.
+            seen = set(self.knots["decoder_depth_width"])
+            unseen = np.nonzero([depth_width_code(c) not in seen for c in rows.configs])[0]
+            if len(unseen):
+                predicted[unseen] = self.fallback.predict_rows(rows.subset(unseen))
+        return predicted
 
     def tensors(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": np.array([self.intercept])}
+        own = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": np.array([self.intercept])}
+        if self.fallback is not None:
+            own |= {f"fallback.{k}": v for k, v in self.fallback.tensors().items()}
+        return own
 
     def meta(self) -> dict[str, Any]:
-        return super().meta() | {"feature_set": self.feature_set, "knots": self.knots, "alpha": self.alpha,
+        meta = super().meta() | {"feature_set": self.feature_set, "knots": self.knots, "alpha": self.alpha,
                                  "timed_shape": dataclasses.asdict(self.timed)}
+        if self.fallback is not None:
+            meta["fallback_alpha"] = self.fallback.alpha
+        return meta
 
     @classmethod
     def fit(cls, train: LatencyRows, lat_norm: float = 1.0, seed: int = 0) -> "LayerCostPredictor":
@@ -411,21 +426,24 @@ class LayerCostPredictor(Predictor):
         sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
         outliers = np.abs(residual) > OUTLIER_SIGMAS * max(sigma, 1e-12)
         if not outliers.any() or outliers.sum() > 0.05 * len(train):  # many "outliers" means a poor model, not bad rows
-            first.training["outliers_dropped"] = 0
-            return first
-        kept = cls._fit(train.subset(np.nonzero(~outliers)[0]), lat_norm, seed)
-        kept.training["outliers_dropped"] = int(outliers.sum())
-        return kept
+            outliers[:] = False
+        rows = train.subset(np.nonzero(~outliers)[0])
+        model = cls._fit(rows, lat_norm, seed) if outliers.any() else first
+        model.training["outliers_dropped"] = int(outliers.sum())
+        if "decoder_depth_width" in model.knots:
+            model.fallback = cls._fit(rows, lat_norm, seed, pair_terms=False)
+        return model
 
     @classmethod
-    def _fit(cls, train: LatencyRows, lat_norm: float, seed: int) -> "LayerCostPredictor":
+    def _fit(cls, train: LatencyRows, lat_norm: float, seed: int, pair_terms: bool = True) -> "LayerCostPredictor":
         feature_set = "layers" if train.has_layers else "averages"
         knots = layer_knots(train.configs) if feature_set == "layers" else {}
         if feature_set == "layers":
             knots["decoder_step_weights"] = step_weight_knots(train.configs, train.timed)
             # With 4 placements per sample the residuals still grouped by decoder depth x width (2-layer
             # 256-wide decoders 0.02 ms slow on an H200, more than the tent above explains).
-            knots["decoder_depth_width"] = sorted({depth_width_code(c) for c in train.configs})
+            if pair_terms:
+                knots["decoder_depth_width"] = sorted({depth_width_code(c) for c in train.configs})
         X = cls.design(train, feature_set, knots, train.timed)
         y = train.total_ms
         mean = X.mean(0)
@@ -514,10 +532,18 @@ def load_predictor(path: str | Path) -> Predictor:
     if meta["kind"] == "hat-mlp":
         return HatMlpPredictor(tensors, meta["lat_norm"], meta["feature_norm"], meta.get("training"))
     if meta["kind"] == "layer-cost":
-        return LayerCostPredictor(
+        timed = TimedShape(**meta.get("timed_shape", {}))
+        predictor = LayerCostPredictor(
             meta["feature_set"], meta["knots"], tensors["mean"], tensors["scale"], tensors["coef"], float(tensors["intercept"][0]),
-            meta["alpha"], meta.get("lat_norm", 1.0), meta.get("training"), TimedShape(**meta.get("timed_shape", {})),
+            meta["alpha"], meta.get("lat_norm", 1.0), meta.get("training"), timed,
         )
+        if "fallback.coef" in tensors:
+            knots = {k: v for k, v in meta["knots"].items() if k != "decoder_depth_width"}
+            predictor.fallback = LayerCostPredictor(
+                meta["feature_set"], knots, tensors["fallback.mean"], tensors["fallback.scale"], tensors["fallback.coef"],
+                float(tensors["fallback.intercept"][0]), meta["fallback_alpha"], meta.get("lat_norm", 1.0), None, timed,
+            )
+        return predictor
     raise HatError(f"{meta_path}: unknown predictor kind '{meta['kind']}'.")
 
 

@@ -173,6 +173,20 @@ def test_resume_refuses_a_file_from_other_settings(tmp_path, demo):
     other = SearchSpace.builtin("latency")
     with pytest.raises(HatError, match="different columns"):
         collect(path, other, meter.measure, 2, 1, _metadata(1))
+    # A file from before the 'instances' column: its own sentence, and the file stays as it was.
+    older = tmp_path / "older.csv"
+    older.write_text(",".join(c for c in header_for(space) if c != "instances") + "\n")
+    before = older.read_bytes()
+    with pytest.raises(HatError, match="earlier hat.*another --csv"):
+        collect(older, space, meter.measure, 1, 1, _metadata(1))
+    assert older.read_bytes() == before
+
+
+def test_a_protocol_that_cannot_measure_is_refused_by_name(demo):
+    backend = get_backend("cpu")
+    for change in ({"instances": 0}, {"repetitions": 0}, {"warmup": -1}):
+        with pytest.raises(HatError, match="repetitions >= 1, instances >= 1 and warmup >= 0"):
+            backend.with_protocol(**change)
 
 
 @pytest.mark.slow

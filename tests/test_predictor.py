@@ -252,6 +252,34 @@ def test_layer_cost_learns_a_cost_of_one_decoder_depth_and_width(monkeypatch):
     assert with_term < 0.5 * without_term
 
 
+def test_a_decoder_depth_and_width_never_seen_in_training_is_predicted_without_pair_terms(tmp_path, monkeypatch):
+    """Fitted alongside the pair terms, the other terms carry part of every pair's cost; a pair missing from
+    the training rows is therefore predicted by the model fitted without pair terms, which is kept in the
+    predictor's files."""
+    import random
+
+    import hat_cli.predictor as P
+
+    space = SearchSpace.builtin("multi30k")
+    configs = [space.sample(random.Random(i)) for i in range(600)]
+    totals = np.array([0.5 * c.decoder_layer_num * c.decoder_embed_dim / 512 + sum(c.decoder_ffn_embed_dim) / 4096
+                       + 0.3 * c.encoder_embed_dim / 512 for c in configs])
+    totals += np.random.RandomState(0).normal(0, 0.01, len(totals))
+    rows = LatencyRows.from_configs(configs)
+    rows.decoder_ms = totals
+    missing = np.array([c.decoder_layer_num == 2 and c.decoder_embed_dim == 256 for c in configs])
+    train, test = rows.subset(np.nonzero(~missing)[0]), rows.subset(np.nonzero(missing)[0])
+    predictor = fit_predictor(train)
+    assert P.depth_width_code(test.configs[0]) not in predictor.knots["decoder_depth_width"]
+    error = metrics(predictor.predict_rows(test), test.total_ms)["rmse_ms"]
+    assert error < 0.02  # the joint model's own terms, used for such a pair, were 0.04 ms off
+    loaded = load_predictor(predictor.save(tmp_path / "p"))
+    assert np.allclose(loaded.predict_rows(test), predictor.predict_rows(test))
+    assert np.allclose(loaded.predict_rows(train), predictor.predict_rows(train))
+    monkeypatch.setattr(predictor, "fallback", None)
+    assert metrics(predictor.predict_rows(test), test.total_ms)["rmse_ms"] > 2 * error
+
+
 def test_predictor_file_keeps_the_timed_shape_of_its_task(tmp_path):
     """A predictor fitted on a CSV of a known task keeps that task's vocabulary and source length, and
     predicts the same after a round trip through its files."""
