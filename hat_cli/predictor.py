@@ -11,7 +11,8 @@ HAT's averaged features. Two kinds of term are not sums over layers: a tent enco
 decoder step reads (layer weights, output projection, attended encoder keys and values) -- once they outgrow
 the GPU's cache every step streams them from memory, so latency bends with the decoder's total size -- and
 flags for joining 2 or 3 encoder layers' outputs, which happens once per model, and one term per (decoder
-depth, decoder width) pair seen in training. On an H200 these cut the error on fresh samples from 0.051 to
+depth, decoder width) pair seen in training (a pair the training rows lack is predicted by the same fit
+without those terms, stored alongside). On an H200 these cut the error on fresh samples from 0.051 to
 0.022 ms, together with less noisy measurements (bench/RESULTS.md). When a CSV has only HAT's 10 averaged features,
 the averaged terms alone are used. The ridge strength is chosen by exact leave-one-out error on the training
 rows, and rows the fit misses by far (a measurement disturbed by another process) are left out of a refit;
