@@ -47,13 +47,6 @@ TASK_VOCAB: dict[str, tuple[int, int]] = {
 
 
 @dataclass(frozen=True)
-class TrimmedStats:
-    mean: float
-    std: float
-    kept: int
-
-
-@dataclass(frozen=True)
 class LatencyMeasurement:
     """Encoder and decoder latency of one architecture, in ms (trimmed means and stds)."""
 
@@ -78,12 +71,6 @@ def trimmed_values(values: list[float], fraction: float = 0.1) -> list[float]:
     cut = int(math.floor(fraction * len(ordered)))
     kept = ordered[cut : len(ordered) - max(1, cut)]
     return kept or [statistics.median(ordered)]  # fewer than 2 runs: nothing survives HAT's rule, keep the median
-
-
-def trimmed(values: list[float], fraction: float = 0.1) -> TrimmedStats:
-    """The mean and population std of the values HAT's trimming keeps."""
-    kept = trimmed_values(values, fraction)
-    return TrimmedStats(statistics.fmean(kept), _pstdev(kept), len(kept))
 
 
 def _pstdev(values: list[float]) -> float:
