@@ -17,10 +17,10 @@ import time
 import numpy as np
 import torch
 
-from hat_cli.hardware import get_backend
-from hat_cli.latency import LatencyMeter
-from hat_cli.latency_dataset import sample_config
-from hat_cli.space import SearchSpace
+from hat_cli.latency.backends import get_backend
+from hat_cli.latency.measure import LatencyMeter
+from hat_cli.latency.dataset import sample_config
+from hat_cli.model.space import SearchSpace
 from hat_cli.tasks import get_task
 
 SETTINGS = (("wall clock, 2 threads", 2, "wall"), ("wall clock, 1 thread", 1, "wall"), ("thread CPU time, 1 thread", 1, "cpu"))

@@ -38,9 +38,9 @@ COMMON=(train-super --task "$TASK" --data-dir "$DATA" --max-updates "$UPDATES" -
 export HAT_NO_PROGRESS=1
 rm -rf "$OUT/gpu1" "$OUT/gpu2"
 start=$(date +%s.%N)
-python -m hat_cli.cli "${COMMON[@]}" --save-dir "$OUT/gpu1" --update-freq $((2 * FREQ)) > "$OUT/gpu1.json"
+python -m hat_cli.cli.app "${COMMON[@]}" --save-dir "$OUT/gpu1" --update-freq $((2 * FREQ)) > "$OUT/gpu1.json"
 mid=$(date +%s.%N)
-python -m torch.distributed.run --standalone --nproc_per_node 2 -m hat_cli.cli "${COMMON[@]}" --save-dir "$OUT/gpu2" --update-freq "$FREQ" > "$OUT/gpu2.json"
+python -m torch.distributed.run --standalone --nproc_per_node 2 -m hat_cli.cli.app "${COMMON[@]}" --save-dir "$OUT/gpu2" --update-freq "$FREQ" > "$OUT/gpu2.json"
 end=$(date +%s.%N)
 python - "$OUT" "$start" "$mid" "$end" <<'PY'
 import json, sys

@@ -117,10 +117,10 @@ def main(argv=None):
     import torch
 
     from hat_cli.data.batching import collate, load_split
-    from hat_cli.decoding import SearchSettings, search
-    from hat_cli.evaluate import sentence_batches, translate
-    from hat_cli.model import TransformerModel, extract_subtransformer
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.decoding import SearchSettings, search
+    from hat_cli.evaluation.translate import sentence_batches, translate
+    from hat_cli.model.transformer import TransformerModel, extract_subtransformer
+    from hat_cli.model.space import SearchSpace
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def main(argv=None):
     if args.sentences:
         data = Head(data, args.sentences).view
     if args.model:
-        from hat_cli.modelio import load_model
+        from hat_cli.model.directory import load_model
 
         model, _ = load_model(args.model)
         trained = True
@@ -250,7 +250,7 @@ def main(argv=None):
 def _translate_without_cache(model, data, batches, settings, device):
     """translate() with the full-recompute search (the reference the cache replaces)."""
     from hat_cli.data.batching import collate
-    from hat_cli.decoding import beam_search
+    from hat_cli.model.decoding import beam_search
 
     hyps = [None] * len(data)
     generated = 0

@@ -39,11 +39,12 @@ def parse(default_hw: str, default_task: str):
 def run(args) -> dict:
     import torch
 
-    from hat_cli import latency_dataset as LD
-    from hat_cli.hardware import get_backend
-    from hat_cli.latency import LatencyMeter
-    from hat_cli.predictor import LatencyRows, fit_predictor, metrics, repeat_spread
-    from hat_cli.space import SearchSpace
+    from hat_cli.latency import dataset as LD
+    from hat_cli.latency.backends import get_backend
+    from hat_cli.latency.measure import LatencyMeter
+    from hat_cli.latency.predictors.base import LatencyRows, metrics
+    from hat_cli.latency.predictors.fitting import fit_predictor, repeat_spread
+    from hat_cli.model.space import SearchSpace
     from hat_cli.tasks import get_task
 
     backend = get_backend(args.hw)
@@ -80,7 +81,7 @@ def run(args) -> dict:
         report[kind] = metrics(predicted, fresh.total_ms) | {"fit_seconds": fit_s}
         if kind == "layer-cost":
             predictor.save(args.out / "predictor")
-            from hat_cli.predictor import plot_predictions
+            from hat_cli.latency.predictors.fitting import plot_predictions
 
             plot_predictions(predicted, fresh.total_ms, args.out / "fresh_predicted_vs_measured.png", f"{backend.name} {task.name}: fresh samples")
 

@@ -26,7 +26,7 @@ import numpy as np
 
 
 def architectures(space, count: int, seed: int):
-    from hat_cli.latency_dataset import reference_config, sample_config
+    from hat_cli.latency.dataset import reference_config, sample_config
 
     chosen = [space.largest(), space.smallest(), reference_config(space)]
     narrow_deep = [c for c in (sample_config(space, seed, i) for i in range(2000))
@@ -52,9 +52,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from hat_cli.hardware import get_backend
-    from hat_cli.latency import LatencyMeter
-    from hat_cli.space import SearchSpace
+    from hat_cli.latency.backends import get_backend
+    from hat_cli.latency.measure import LatencyMeter
+    from hat_cli.model.space import SearchSpace
     from hat_cli.tasks import get_task
 
     task = get_task(args.task)

@@ -55,11 +55,12 @@ class RelativeMeter:
 
 def main() -> None:
     args = parse()
-    from hat_cli import latency_dataset as LD
-    from hat_cli.hardware import get_backend
-    from hat_cli.latency import LatencyMeter
-    from hat_cli.predictor import LatencyRows, fit_predictor, metrics
-    from hat_cli.space import SearchSpace
+    from hat_cli.latency import dataset as LD
+    from hat_cli.latency.backends import get_backend
+    from hat_cli.latency.measure import LatencyMeter
+    from hat_cli.latency.predictors.base import LatencyRows, metrics
+    from hat_cli.latency.predictors.fitting import fit_predictor
+    from hat_cli.model.space import SearchSpace
     from hat_cli.tasks import get_task
 
     task = get_task(args.task)

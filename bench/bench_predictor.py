@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hat_cli.latency_dataset import read_latency_csv
-from hat_cli.predictor import LatencyRows, averaged_terms, fit_and_evaluate
+from hat_cli.latency.dataset import read_latency_csv
+from hat_cli.latency.predictors.base import LatencyRows
+from hat_cli.latency.predictors.fitting import fit_and_evaluate
+from hat_cli.latency.predictors.layer_cost import averaged_terms
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hat-latency"
 LAT_NORM = {"titanxp": 200.0, "xeon": 300.0, "raspberrypi": 5000.0}

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from bench_predictor import DATA, LAT_NORM
-from hat_cli.predictor import LatencyRows, fit_predictor, metrics, split_indices
-from hat_cli.latency_dataset import read_latency_csv
+from hat_cli.latency.predictors.base import LatencyRows, metrics, split_indices
+from hat_cli.latency.predictors.fitting import fit_predictor
+from hat_cli.latency.dataset import read_latency_csv
 
 
 def smooth(positions: np.ndarray, values: np.ndarray, at: np.ndarray, bandwidth: float) -> np.ndarray:

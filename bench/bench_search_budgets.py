@@ -43,17 +43,17 @@ def main(argv=None):
     p.add_argument("--out", default="bench/out/search_budgets")
     args = p.parse_args(argv)
 
-    from hat_cli.console import parse_latency
-    from hat_cli.search import EvolutionSettings, SearchRequest, predict_fn, resolve_predictor, run_search
-    from hat_cli.space import SearchSpace
-    from hat_cli.tasks import get_task
+    from hat_cli import resolve
+    from hat_cli.cli.console import parse_latency
+    from hat_cli.search.evolution import EvolutionarySearch, EvolutionSettings
+    from hat_cli.search.run import predict_fn, run_search
 
-    task = get_task(args.task)
-    predictor = resolve_predictor(args.hw, task.name, args.predictor)
+    task = resolve.task(args.task)
+    space = resolve.search_space(None, task)
+    predictor = resolve.predictor(args.predictor, resolve.backend(args.hw), task, space)
     if args.budgets:
         budgets = [parse_latency(b) for b in args.budgets.split(",")]
     else:
-        space = SearchSpace.builtin(task.space)
         rng = random.Random(0)
         predicted = sorted(predict_fn(predictor)([space.sample(rng) for _ in range(2000)]))
         budgets = [round(predicted[int(q * (len(predicted) - 1))], 1) for q in (0.2, 0.5, 0.8)]
@@ -65,14 +65,12 @@ def main(argv=None):
     rows = []
     for budget in budgets:
         started = time.perf_counter()
-        summary = run_search(
-            SearchRequest(
-                task=task.name, hw=args.hw, budget_ms=budget, supernet=args.supernet, data_dir=args.data_dir,
-                predictor=predictor, settings=settings, valid_subset=args.valid_subset, device=args.device,
-                out=str(out / f"{budget:g}ms"), verify=True,
-            ),
-            log=lambda message: print("  " + message, flush=True),
+        request = resolve.search_request(
+            task.name, args.hw, budget, settings.seed, supernet_word=args.supernet, data_dir_word=args.data_dir,
+            predictor_word=predictor, valid_subset=args.valid_subset, device=args.device, out=out / f"{budget:g}ms",
+            verify=True,
         )
+        summary = run_search(request, EvolutionarySearch(settings), log=lambda message: print("  " + message, flush=True))
         v = summary["verify"]
         rows.append({
             "budget_ms": budget,

@@ -120,7 +120,7 @@ def hat_like_seconds_per_candidate(model_fp32, data, configs, device, sync) -> f
     import torch
 
     from hat_cli.data.batching import collate, token_batches
-    from hat_cli.loss import label_smoothed_nll_loss
+    from hat_cli.training.loss import label_smoothed_nll_loss
 
     model_fp32.eval()
     use_amp = device.type == "cuda"
@@ -166,19 +166,14 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from hat_cli.console import parse_latency
+    from hat_cli.cli.console import parse_latency
+    from hat_cli.core.devices import resolve_device
     from hat_cli.data.batching import load_split
-    from hat_cli.fitness import ValidationLoss, default_max_tokens, prepare_validation, resolve_device
-    from hat_cli.model import TransformerModel
-    from hat_cli.search import (
-        EvolutionSettings,
-        evolutionary_search,
-        minimum_latency,
-        plot_front,
-        write_explored_csv,
-        write_history_csv,
-    )
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.space import SearchSpace
+    from hat_cli.model.transformer import TransformerModel
+    from hat_cli.search.evolution import EvolutionSettings, evolutionary_search, minimum_latency
+    from hat_cli.search.fitness import ValidationLoss, default_max_tokens, prepare_validation
+    from hat_cli.search.outputs import plot_front, write_explored_csv, write_history_csv
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +190,7 @@ def main(argv=None):
     prep_seconds = time.perf_counter() - t0
     space = SearchSpace.builtin("space0")
     if args.supernet:
-        from hat_cli.modelio import load_model
+        from hat_cli.model.directory import load_model
 
         model, _ = load_model(args.supernet)
     else:

@@ -113,10 +113,10 @@ def matmul_flops_per_target_token(cfg, shape, vocab: int, src_len: float, tgt_le
 def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_every: int, on_window=None):
     import torch
 
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.space import SearchSpace
     from hat_cli.tasks import Task
-    from hat_cli.train import TrainRun, train
-    from hat_cli.training_config import resolve_training_config
+    from hat_cli.training.loop import TrainRun, train
+    from hat_cli.training.config import resolve_training_config
 
     task = Task("bench.en-de", "en", "de", "space0", "latency", 30, True, 4, 0.6)
     cfg = resolve_training_config("wmt14.en-de", "super", cli_overrides=dict(

@@ -34,8 +34,8 @@ log "data ready"
   python - $R <<'PY'
 import sys
 from pathlib import Path
-from hat_cli.model import full_config
-from hat_cli.space import SearchSpace
+from hat_cli.model.transformer import full_config
+from hat_cli.model.space import SearchSpace
 full_config(SearchSpace.builtin("multi30k").shape).save_yaml(Path(sys.argv[1]) / "plain.yml")
 PY
   for lr in 0.001 0.0005; do

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
 
 
 def plain(width: int, ffn: int, heads: int, depth: int) -> SubTransformerConfig:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from hat_cli.errors import HatError
+from hat_cli.core import paths
+from hat_cli.core.errors import HatError
+from hat_cli.latency.dataset import read_latency_csv
 
 TASK = "demo"
 HARDWARE = "cpu"
@@ -52,7 +54,7 @@ class Step:
 
 
 def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
-    command = [sys.executable, "-m", "hat_cli.entry", *args, "--json"]
+    command = [sys.executable, "-m", "hat_cli.cli.entry", *args, "--json"]
     env = dict(os.environ, HAT_NO_PROGRESS="1")
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -66,8 +68,6 @@ def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
 
 def _measured_totals(path: Path) -> tuple[list[float], list[float]]:
     """Total latencies of the sampled architectures and of the drift reference re-measurements."""
-    from hat_cli.latency_dataset import read_latency_csv
-
     table = read_latency_csv(path)
 
     def total(row: dict[str, str]) -> float:
@@ -171,7 +171,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
 
 
 def default_workdir() -> Path:
-    return Path("runs") / "demo"
+    return paths.demo_dir()
 
 
 def budget_line(summary: dict) -> Optional[str]:

@@ -1,6 +1,6 @@
 """`cpu`: the CPU of the machine hat runs on, with PyTorch's default intra-op threads."""
 
-from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
 
 @hookimpl

@@ -6,7 +6,7 @@ of the model in memory (stable to 0.3% on an H200); `cuda-eager` launches every 
 HAT's scripts did, so its numbers include launch overhead and the host's jitter.
 """
 
-from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Raspberry Pi 4 (ARM Cortex-A72), one of HAT's published devices (HAT-SPEC §4)."""
 
-from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
 
 @hookimpl

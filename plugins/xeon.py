@@ -1,6 +1,6 @@
 """Intel Xeon E5-2640 CPU, one of HAT's published devices (HAT-SPEC §4)."""
 
-from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
 
 @hookimpl

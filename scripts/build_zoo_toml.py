@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from hat_cli.space import YAML_KEYS
+from hat_cli.model.space import YAML_KEYS
 
 HUB_NAMESPACE = "hat-cli"
 HAT_REPOSITORY = "mit-han-lab/hardware-aware-transformers"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from hat_cli.bleu import corpus_stats, detokenize, sacre_bleu, split_compounds, tokenized_bleu
-from hat_cli.errors import HatError
+from hat_cli.evaluation.bleu import corpus_stats, detokenize, sacre_bleu, split_compounds, tokenized_bleu
+from hat_cli.core.errors import HatError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IWSLT_TEST_EN = DATA / "iwslt14-de-en" / "tmp" / "test.en"

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hat_cli.checkpoint import (
+from hat_cli.training.checkpoint import (
     average_checkpoints,
     average_last,
     best_checkpoint,
@@ -14,7 +14,7 @@ from hat_cli.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 
 
 class Tied(torch.nn.Module):

@@ -12,7 +12,7 @@ NINE = ["data", "train-super", "collect-latency", "fit-predictor", "search", "tr
 
 
 def run_hat(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hat_cli.entry", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.entry", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_help_lists_the_nine_subcommands_and_helpers():
@@ -23,8 +23,8 @@ def test_help_lists_the_nine_subcommands_and_helpers():
 
 
 def test_fast_overview_lists_exactly_the_typer_commands():
-    from hat_cli.cli import app
-    from hat_cli._help_pages import PAGES
+    from hat_cli.cli.app import app
+    from hat_cli.cli._help_pages import PAGES
 
     typer_names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     stored_commands = [path[0] for path in PAGES if len(path) == 1]
@@ -35,7 +35,7 @@ def test_fast_overview_lists_exactly_the_typer_commands():
 def test_overview_imports_neither_typer_nor_torch():
     code = (
         "import sys; sys.argv=['hat','--help']\n"
-        "from hat_cli.entry import main\n"
+        "from hat_cli.cli.entry import main\n"
         "main()\n"
         "print(sorted(m for m in ('torch', 'typer', 'rich') if m in sys.modules), file=sys.stderr)"
     )
@@ -46,7 +46,7 @@ def test_overview_imports_neither_typer_nor_torch():
 def test_help_does_not_import_torch():
     code = (
         "import sys; sys.argv=['hat','--help']\n"
-        "from hat_cli.cli import app\n"
+        "from hat_cli.cli.app import app\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'CLEAN', file=sys.stderr)"
     )
@@ -61,7 +61,7 @@ def test_every_subcommand_has_help(command):
 
 
 def test_profile_json_matches_the_published_counts(tmp_path, published_models):
-    from hat_cli.space import SubTransformerConfig
+    from hat_cli.model.space import SubTransformerConfig
 
     entry = next(e for e in published_models if e["name"] == "HAT_wmt14ende_titanxp@208.1ms_bleu@28.5")
     path = tmp_path / "arch.yml"
@@ -85,7 +85,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_out_of_space_architecture_is_refused_with_the_field_named(tmp_path, published_models):
-    from hat_cli.space import SubTransformerConfig
+    from hat_cli.model.space import SubTransformerConfig
 
     entry = next(e for e in published_models if e["task"] == "wmt14ende")
     path = tmp_path / "arch.yml"

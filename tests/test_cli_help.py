@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from hat_cli import help_snapshot
-from hat_cli._help_pages import PAGES
-from hat_cli.entry import stored_help
+from hat_cli.cli import help_snapshot
+from hat_cli.cli._help_pages import PAGES
+from hat_cli.cli.entry import stored_help
 
 # The `hat` executable, and the Typer app itself, as the `hat` executable would run it without entry.py's shortcut.
-HAT = "import sys; sys.argv[0] = 'hat'; from hat_cli.entry import main; main()"
-TYPER = "from typer.main import get_command; from hat_cli.cli import app; get_command(app).main(prog_name='hat')"
+HAT = "import sys; sys.argv[0] = 'hat'; from hat_cli.cli.entry import main; main()"
+TYPER = "from typer.main import get_command; from hat_cli.cli.app import app; get_command(app).main(prog_name='hat')"
 
 
 def run(argv: list[str], columns: int) -> subprocess.CompletedProcess:
@@ -27,7 +27,7 @@ def run(argv: list[str], columns: int) -> subprocess.CompletedProcess:
 
 def test_stored_pages_are_current():
     stored = help_snapshot.PAGES_FILE.read_text(encoding="utf-8")
-    assert stored == help_snapshot.source(), "hat_cli/_help_pages.py is stale: run `python -m hat_cli.help_snapshot`"
+    assert stored == help_snapshot.source(), "hat_cli/cli/_help_pages.py is stale: run `python -m hat_cli.cli.help_snapshot`"
 
 
 def test_every_command_of_the_overview_has_a_page():
@@ -49,7 +49,7 @@ def test_stored_help_is_exactly_what_typer_prints(args):
 def test_stored_help_imports_neither_typer_nor_rich_nor_torch():
     code = (
         "import sys; sys.argv=['hat', 'zoo', 'list', '--help']\n"
-        "from hat_cli.entry import main\n"
+        "from hat_cli.cli.entry import main\n"
         "main()\n"
         "print(sorted(m for m in ('torch', 'typer', 'rich', 'pydantic') if m in sys.modules), file=sys.stderr)"
     )

@@ -14,11 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_convert_fixtures import Malicious, write_original_checkpoint  # noqa: E402
 
-from hat_cli import convert, zoo  # noqa: E402
-from hat_cli.errors import HatError  # noqa: E402
-from hat_cli.model import TransformerModel  # noqa: E402
-from hat_cli.modelio import load_model  # noqa: E402
-from hat_cli.space import SubTransformerConfig, SuperShape  # noqa: E402
+from hat_cli.core import paths  # noqa: E402
+from hat_cli.core.errors import HatError  # noqa: E402
+from hat_cli.model.transformer import TransformerModel  # noqa: E402
+from hat_cli.model.directory import load_model  # noqa: E402
+from hat_cli.model.space import SubTransformerConfig, SuperShape  # noqa: E402
+from hat_cli.zoo import catalogue, convert  # noqa: E402
 
 # Small shapes with the published structure: WMT-like (shared table, 8 heads) and IWSLT-like
 # (separate tables + decoder.embed_out, 4 heads); the real §7.2 sizes run in the slow tests.
@@ -201,7 +202,7 @@ def test_not_a_checkpoint_and_wrong_shapes_are_clean_errors(tmp_path, wmt_super)
 def test_cli_convert_names_from_file_and_refuses_malicious(tmp_path, wmt_super, monkeypatch):
     from typer.testing import CliRunner
 
-    from hat_cli.cli import app
+    from hat_cli.cli.app import app
 
     ckpt = write_original_checkpoint(tmp_path / "c.pt", wmt_super, legacy=True)
     arch_yaml = tmp_path / "arch.yml"
@@ -249,7 +250,7 @@ def test_published_predictor_file_reads_safely(tmp_path):
 )
 def test_published_shapes_convert_exactly(tmp_path, zoo_name, vocab, share, legacy):
     """The real §7.2 super shapes (640 wide, FFN 3072/2048, 6+6 layers, Q 512), a published architecture."""
-    entry = zoo.resolve(zoo_name)
+    entry = catalogue.resolve(zoo_name)
     torch.manual_seed(2)
     model = fp16_rounded(TransformerModel.supertransformer(entry.super_shape, vocab[0], vocab[1], share))
     expected_keys = 186 if share else 187  # HAT-SPEC §7.2, version and _float_tensor buffers included
@@ -270,7 +271,7 @@ def test_published_shapes_convert_exactly(tmp_path, zoo_name, vocab, share, lega
 def test_cli_convert_takes_architecture_from_zoo_entry_named_like_the_file(tmp_path, wmt_super, monkeypatch):
     from typer.testing import CliRunner
 
-    from hat_cli.cli import app
+    from hat_cli.cli.app import app
 
     name = "HAT_small_xeon@1.0ms_bleu@1.0"
     arch = small_arch(arbitrary=(2, 1, -1))
@@ -282,7 +283,7 @@ def test_cli_convert_takes_architecture_from_zoo_entry_named_like_the_file(tmp_p
         f'original_url = ""\n[models."{name}".arch]\n{keys}\n[models."{name}".super_shape]\n{shape}\n'
         f'[models."{name}".hub]\nrepo = "hat-cli/x"\n'
     )
-    monkeypatch.setenv(zoo.ZOO_FILE_ENV, str(table))
+    monkeypatch.setenv(paths.ZOO_FILE_ENV, str(table))
     ckpt = write_original_checkpoint(tmp_path / f"{name}.pt", wmt_super, legacy=True, data="elsewhere")
     result = CliRunner().invoke(app, ["zoo", "convert", str(ckpt), "-o", str(tmp_path / "out"), "--json"])
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import pytest
 from hat_cli.data.batching import collate, load_split, token_batches
 from hat_cli.data.dictionary import Dictionary
 from hat_cli.data.indexed import write_indexed
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 from tests._data_helpers import IWSLT, require
 
 

@@ -19,7 +19,7 @@ from hat_cli.data.download import Source, direct_url, download
 from hat_cli.data.indexed import write_indexed
 from hat_cli.data.prepare import prepare_task
 from hat_cli.data.recipes import IWSLT_TEST_SETS, RECIPES
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 from tests._data_helpers import MULTI30K_RAW, SHARED_DATA, FileServer, require
 
 NEWSTEST = SHARED_DATA / "wmt-newstest"

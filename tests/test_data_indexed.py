@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hat_cli.data.indexed import IndexedDataset, read_index, write_indexed
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 from tests._data_helpers import IWSLT, gunzip_to, require
 
 

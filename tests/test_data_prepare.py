@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from hat_cli.cli import app
+from hat_cli.cli.app import app
 from hat_cli.data.batching import load_split
 from hat_cli.data.demo import generate, lexicon, translate
 from hat_cli.data.dictionary import Dictionary

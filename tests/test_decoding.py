@@ -11,9 +11,9 @@ import random
 import pytest
 import torch
 
-from hat_cli.decoding import EOS, PAD, SearchSettings, beam_search, greedy_search, search
-from hat_cli.model import TransformerModel, extract_subtransformer
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli.model.decoding import EOS, PAD, SearchSettings, beam_search, greedy_search, search
+from hat_cli.model.transformer import TransformerModel, extract_subtransformer
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
 
 VOCAB = 64
 

@@ -11,21 +11,31 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hat_cli.bleu import sacre_bleu, tokenized_bleu
-from hat_cli.cli import app
+from hat_cli.evaluation.bleu import sacre_bleu, tokenized_bleu
+from hat_cli import resolve
+from hat_cli.cli.app import app
+from hat_cli.core.errors import HatError
 from hat_cli.data.batching import collate, load_split
 from hat_cli.data.dictionary import Dictionary, remove_bpe
 from hat_cli.data.indexed import write_indexed
-from hat_cli.decoding import SearchSettings, beam_search
-from hat_cli.errors import HatError
-from hat_cli.evaluate import evaluate, sentence_batches, to_text
-from hat_cli.model import TransformerModel
-from hat_cli.modelio import save_model
-from hat_cli.space import SearchSpace
+from hat_cli.evaluation import translate
+from hat_cli.evaluation.translate import sentence_batches, to_text
+from hat_cli.model.decoding import SearchSettings, beam_search
+from hat_cli.model.directory import load_model, save_model
+from hat_cli.model.space import SearchSpace
+from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 
 IWSLT = Path(__file__).resolve().parents[2] / "shared" / "data" / "iwslt14-de-en"
 TASK = "iwslt14.de-en"
 SENTENCES = 24
+
+
+def evaluate(model, task, data_dir, arch=None, output=None, **options):
+    """`hat test`'s path through the library: words resolved (hat_cli.resolve), then evaluate."""
+    the_task = resolve.task(task)
+    model_dir, label = resolve.model_dir(model)
+    return translate.evaluate(model_dir, the_task, resolve.data_dir(data_dir, the_task),
+                              arch=resolve.architecture(arch) if arch else None, output=output, label=label, **options)
 
 
 def _lines(name: str) -> list[str]:
@@ -99,8 +109,6 @@ def test_evaluate_translates_scores_and_writes_files(prepared, model_dir, tmp_pa
 
     # The file holds the best beam of each sentence in split order, BPE removed.
     data = load_split(prepared, "test", "de", "en")
-    from hat_cli.modelio import load_model
-
     model, _ = load_model(model_dir)
     batch = collate(data, list(range(SENTENCES)))
     best = beam_search(model, batch.src_tokens, None, SearchSettings(beam=3, lenpen=1.0, max_len_b=12)).best()
@@ -174,9 +182,6 @@ def test_arch_selects_a_subtransformer_of_a_supertransformer(prepared, model_dir
     result = evaluate(str(model_dir), TASK, data_dir=str(prepared), beam=2, max_len_b=6, arch=str(tmp_path / "arch.yml"),
                       output=str(tmp_path / "sub.en"))
     assert result.settings["arch"] == config.to_dict()
-    from hat_cli.model import extract_subtransformer
-    from hat_cli.modelio import load_model
-
     model, _ = load_model(model_dir)
     compact = extract_subtransformer(model, config)
     save_model(compact, tmp_path / "compact", {"task": TASK, "dictionaries": {}})

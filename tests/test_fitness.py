@@ -1,4 +1,4 @@
-"""Scoring candidates (hat_cli/fitness.py) on real Multi30k validation sentences with a small SuperTransformer.
+"""Scoring candidates (hat_cli/search/fitness.py) on real Multi30k validation sentences with a small SuperTransformer.
 
 The reference is computed independently: one sentence at a time, unpadded, with torch's own
 label-smoothed cross entropy (which is HAT's formula: (1-eps)*NLL + eps/V * sum(-log p)).
@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hat_cli.errors import HatError
-from hat_cli.fitness import ValidationLoss, prepare_validation
-from hat_cli.modelio import check_data_matches as check_dictionaries
-from hat_cli.space import SearchSpace
+from hat_cli.core.errors import HatError
+from hat_cli.model.directory import check_data_matches as check_dictionaries
+from hat_cli.model.space import SearchSpace
+from hat_cli.search.fitness import ValidationLoss, prepare_validation
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MULTI30K_TOK = SHARED_DATA / "multi30k" / "tok"
@@ -61,7 +61,7 @@ def demo_space():
 
 
 def make_supernet(space: SearchSpace, vocab: int, seed: int = 0):
-    from hat_cli.model import TransformerModel
+    from hat_cli.model.transformer import TransformerModel
 
     torch.manual_seed(seed)
     return TransformerModel.supertransformer(space.shape, vocab, vocab, True).eval()
@@ -133,7 +133,7 @@ def test_dictionary_mismatch_is_refused(data):
 
 
 def test_search_with_real_fitness_is_reproducible(data, demo_space):
-    from hat_cli.search import EvolutionSettings, evolutionary_search
+    from hat_cli.search.evolution import EvolutionSettings, evolutionary_search
 
     model = make_supernet(demo_space, len(data.tgt_dict), seed=2)
     valid = prepare_validation(data, 1024, "cpu", subset=40)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.hardware import Backend, hookimpl, load_hardware
+from hat_cli.core.errors import HatError
+from hat_cli.latency.backends import Backend, hookimpl, load_hardware
 
 BUILTINS = {"raspberrypi", "xeon", "titanxp", "cpu", "cuda"}
 
@@ -24,7 +24,7 @@ def _run_hat(args, env_extra=None, pythonpath=None):
     env.update(env_extra or {})
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.app", *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_builtins_register_through_entry_points():
@@ -74,7 +74,7 @@ def _broken_plugin_dir(tmp_path: Path, how: str) -> Path:
     else:
         body = textwrap.dedent(
             """
-            from hat_cli.hardware import hookimpl
+            from hat_cli.latency.backends import hookimpl
 
             @hookimpl
             def register_hardware(register):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.hardware import get_backend
-from hat_cli.latency import LatencyMeter, trimmed_values
-from hat_cli.latency_dataset import (
+from hat_cli.core.errors import HatError
+from hat_cli.latency.backends import get_backend
+from hat_cli.latency.measure import LatencyMeter, trimmed_values
+from hat_cli.latency.dataset import (
     HAT_COLUMNS,
     collect,
     config_from_row,
@@ -29,7 +29,7 @@ from hat_cli.latency_dataset import (
     reference_config,
     sample_config,
 )
-from hat_cli.space import SearchSpace
+from hat_cli.model.space import SearchSpace
 from hat_cli.tasks import get_task
 
 HAT_HEADER = (
@@ -43,7 +43,7 @@ HAT_HEADER = (
 def _hat(args, timeout=180):
     env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
     env.pop("HAT_PLUGINS", None)
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.app", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_collect_latency_cli_killed_mid_run_resumes_exactly(tmp_path):
     args = ["collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "40", "--csv", str(path),
             "--repetitions", "2", "--warmup", "0", "--reference-every", "5", "--seed", "3"]
     env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli.app", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and (not path.exists() or path.read_text().count("\n") < 4):
         time.sleep(0.2)

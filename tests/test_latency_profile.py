@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from hat_cli.space import SearchSpace
+from hat_cli.model.space import SearchSpace
 
 
 def _hat(args, cwd):
     env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
     env.pop("HAT_PLUGINS", None)
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.app", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow

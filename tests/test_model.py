@@ -8,8 +8,8 @@ import random
 import pytest
 import torch
 
-from hat_cli.model import DecoderCache, TransformerModel, extract_subtransformer, sinusoid_table, skip_init
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli.model.transformer import DecoderCache, TransformerModel, extract_subtransformer, sinusoid_table, skip_init
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
 
 VOCAB = 96  # small tables keep the test fast; every code path is the same as with 32k entries
 

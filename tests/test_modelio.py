@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
-from hat_cli.errors import HatError
-from hat_cli.model import TransformerModel, extract_subtransformer
-from hat_cli.modelio import load_model, save_model
-from hat_cli.space import SearchSpace
+from hat_cli.core.errors import HatError
+from hat_cli.model.transformer import TransformerModel, extract_subtransformer
+from hat_cli.model.directory import load_model, save_model
+from hat_cli.model.space import SearchSpace
 
 
 @pytest.mark.parametrize("share", [True, False])

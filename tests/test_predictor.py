@@ -11,20 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.latency_dataset import read_latency_csv
-from hat_cli.predictor import (
-    FEATURE_NORM,
-    HatMlpPredictor,
-    LatencyRows,
-    fit_and_evaluate,
-    fit_predictor,
-    from_published_hat_state_dict,
-    load_predictor,
-    metrics,
-    split_indices,
-)
-from hat_cli.space import SearchSpace
+from hat_cli.core.errors import HatError
+from hat_cli.latency.dataset import read_latency_csv
+from hat_cli.latency.predictors.base import FEATURE_NORM, LatencyRows, metrics, split_indices
+from hat_cli.latency.predictors.fitting import fit_and_evaluate, fit_predictor, load_predictor
+from hat_cli.latency.predictors.hat_mlp import HatMlpPredictor, from_published_hat_state_dict
+from hat_cli.model.space import SearchSpace
 
 LATENCY_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hat-latency"
 CSVS = sorted(LATENCY_DIR.glob("*.csv")) if LATENCY_DIR.is_dir() else []
@@ -33,7 +25,7 @@ needs_data = pytest.mark.skipif(not CSVS, reason=f"{LATENCY_DIR} (HAT's latency 
 
 def _hat(args):
     env = dict(os.environ, HAT_NO_PROGRESS="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.app", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_split_is_seeded_and_80_10_10():
@@ -111,7 +103,7 @@ def test_layer_cost_uses_per_layer_columns_and_round_trips(tmp_path):
     """Synthetic per-layer data with an additive per-layer cost table is fitted almost exactly."""
     import random
 
-    from hat_cli.latency_dataset import config_columns
+    from hat_cli.latency.dataset import config_columns
 
     space = SearchSpace.builtin("latency")
     configs = [space.sample(random.Random(i)) for i in range(300)]
@@ -175,7 +167,7 @@ def test_fit_predictor_bad_input_exits_2(tmp_path):
 def test_layer_cost_drops_a_disturbed_measurement(monkeypatch):
     """One row measured while something else ran (here: the real Xeon CSV with one latency tripled) is left
     out of the refit instead of pulling every coefficient."""
-    import hat_cli.predictor as P
+    import hat_cli.latency.predictors.layer_cost as P
 
     rows = LatencyRows.from_table(read_latency_csv(LATENCY_DIR / "wmt14ende_cpu_xeon_all.csv"))
     train_idx, _, test_idx = split_indices(len(rows), 1)
@@ -199,7 +191,7 @@ def test_layer_cost_follows_a_bend_in_decoder_size(monkeypatch):
     term lets the additive model bend there."""
     import random
 
-    import hat_cli.predictor as P
+    import hat_cli.latency.predictors.layer_cost as P
 
     space = SearchSpace.builtin("multi30k")
     configs = [space.sample(random.Random(i)) for i in range(400)]
@@ -230,7 +222,7 @@ def test_layer_cost_learns_a_cost_of_one_decoder_depth_and_width(monkeypatch):
     (decoder depth, width) pair seen in training takes such an offset up, and the pair is kept in the file."""
     import random
 
-    import hat_cli.predictor as P
+    import hat_cli.latency.predictors.layer_cost as P
 
     space = SearchSpace.builtin("multi30k")
     configs = [space.sample(random.Random(i)) for i in range(400)]
@@ -258,7 +250,7 @@ def test_a_decoder_depth_and_width_never_seen_in_training_is_predicted_without_p
     predictor's files."""
     import random
 
-    import hat_cli.predictor as P
+    import hat_cli.latency.predictors.layer_cost as P
 
     space = SearchSpace.builtin("multi30k")
     configs = [space.sample(random.Random(i)) for i in range(600)]
@@ -286,8 +278,8 @@ def test_predictor_file_keeps_the_timed_shape_of_its_task(tmp_path):
     import csv
     import random
 
-    from hat_cli.latency_dataset import config_columns
-    from hat_cli.predictor import TimedShape
+    from hat_cli.latency.dataset import config_columns
+    from hat_cli.latency.predictors.base import TimedShape
 
     space = SearchSpace.builtin("multi30k")
     configs = [space.sample(random.Random(i)) for i in range(40)]

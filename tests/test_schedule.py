@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.schedule import CosineSchedule, InverseSqrtSchedule, make_schedule
+from hat_cli.core.errors import HatError
+from hat_cli.training.schedule import CosineSchedule, InverseSqrtSchedule, make_schedule
 
 
 def test_cosine_matches_published_wmt_settings_at_known_points():

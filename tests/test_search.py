@@ -1,4 +1,4 @@
-"""The evolutionary algorithm (hat_cli/search.py) with a synthetic fitness and a synthetic predictor.
+"""The evolutionary algorithm (hat_cli/search/evolution.py) with a synthetic fitness and a synthetic predictor.
 
 Both stand-ins are deterministic functions of the architecture: a latency that grows with every
 knob (like a real device) and a loss that falls with capacity, so the search has a real trade-off.
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.search import EvolutionSettings, Genome, evolutionary_search, minimum_latency
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli.core.errors import HatError
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
+from hat_cli.search.evolution import EvolutionSettings, Genome, evolutionary_search, minimum_latency
 
 
 def synthetic_latency(config: SubTransformerConfig) -> float:
@@ -162,7 +162,7 @@ def test_minimum_latency_is_found_for_a_non_monotone_predictor(space0):
 
 
 def test_children_fall_back_to_parents_when_redraws_run_out(space0):
-    from hat_cli.search import _breed, _FeasibleSampler
+    from hat_cli.search.evolution import _breed, _FeasibleSampler
 
     genome = Genome(space0)
     rng = random.Random(0)
@@ -208,7 +208,7 @@ def test_demo_space_search(space0):
 
 
 def test_outputs_round_trip(space0, tmp_path):
-    from hat_cli.search import pareto_front, plot_front, read_explored_csv, write_explored_csv, write_history_csv
+    from hat_cli.search.outputs import pareto_front, plot_front, read_explored_csv, write_explored_csv, write_history_csv
 
     result = evolutionary_search(space0, RecordingFitness(), predict, 300.0, SMALL)
     yaml_path = tmp_path / "subtransformer.yml"

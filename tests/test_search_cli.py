@@ -9,16 +9,24 @@ names. The latency predictor is an analytic stand-in passed as an object where t
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from hat_cli.cli import app
-from hat_cli.errors import HatError
-from hat_cli.search import EvolutionSettings, SearchRequest, run_search
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli import resolve
+from hat_cli.cli.app import app
+from hat_cli.core.errors import HatError
+from hat_cli.data.batching import load_split
+from hat_cli.latency.predictors.base import LatencyRows
+from hat_cli.latency.predictors.fitting import fit_predictor, load_predictor
+from hat_cli.model.directory import save_model
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
+from hat_cli.search.evolution import EvolutionarySearch, EvolutionSettings
+from hat_cli.search.run import run_search
 
 import test_fitness as fixtures  # the Multi30k data-dir builder
 
@@ -26,7 +34,7 @@ WEIGHTS = (0.02, 1, 0.004, 0.2, 0.03, 4, 0.01, 0.3, 0.3, 1)
 
 
 class FeaturePredictor:
-    """A linear latency model over HAT's 10 features (ms), shaped like hat_cli.predictor's objects."""
+    """A linear latency model over HAT's 10 features (ms), shaped like hat_cli.latency.predictors.fitting's objects."""
 
     def predict(self, configs):
         return [sum(f * w for f, w in zip(c.features(), WEIGHTS)) for c in configs]
@@ -35,8 +43,6 @@ class FeaturePredictor:
 @pytest.fixture(scope="module")
 def demo_inputs(tmp_path_factory):
     """(data_dir, supernet_dir) for task `demo` (languages src -> tgt)."""
-    from hat_cli.data.batching import load_split
-    from hat_cli.modelio import save_model
 
     root = tmp_path_factory.mktemp("demo-search")
     multi30k = fixtures.build_valid_dir(root / "m30k", sentences=60)
@@ -56,16 +62,21 @@ def demo_inputs(tmp_path_factory):
 SMALL = EvolutionSettings(population=8, parents=3, mutations=3, crossovers=2, iterations=3, seed=7)
 
 
-def request(demo_inputs, out, **changes):
+def search(demo_inputs, out, settings=SMALL, log=lambda message: None, **changes):
+    """`hat search`'s path through the library: words resolved (hat_cli.resolve), then run_search."""
     data_dir, supernet = demo_inputs
-    fields = dict(task="demo", hw="cpu", budget_ms=25.0, supernet=str(supernet), data_dir=str(data_dir),
-                  predictor=FeaturePredictor(), settings=SMALL, out=str(out), device="cpu")
-    fields.update(changes)
-    return SearchRequest(**fields)
+    words = dict(task="demo", hw="cpu", budget_ms=25.0, supernet=str(supernet), data_dir=str(data_dir),
+                 predictor=FeaturePredictor(), out=str(out), device="cpu")
+    words.update(changes)
+    request = resolve.search_request(
+        words.pop("task"), words.pop("hw"), words.pop("budget_ms"), settings.seed, supernet_word=words.pop("supernet"),
+        data_dir_word=words.pop("data_dir"), predictor_word=words.pop("predictor"), **words,
+    )
+    return run_search(request, EvolutionarySearch(settings), log=log)
 
 
 def test_search_writes_hat_yaml_summary_history_and_front(demo_inputs, tmp_path):
-    summary = run_search(request(demo_inputs, tmp_path / "a"))
+    summary = search(demo_inputs, tmp_path / "a")
     for key in ("config", "arch", "predicted_latency_ms", "valid_loss", "evaluations", "seconds"):
         assert key in summary
     yaml_path = Path(summary["config"])
@@ -86,8 +97,8 @@ def test_search_writes_hat_yaml_summary_history_and_front(demo_inputs, tmp_path)
 
 
 def test_seeded_searches_reproduce_the_winner(demo_inputs, tmp_path):
-    first = run_search(request(demo_inputs, tmp_path / "a", valid_subset=20))
-    second = run_search(request(demo_inputs, tmp_path / "b", valid_subset=20))
+    first = search(demo_inputs, tmp_path / "a", valid_subset=20)
+    second = search(demo_inputs, tmp_path / "b", valid_subset=20)
     assert Path(first["config"]).read_bytes() == Path(second["config"]).read_bytes()
     assert first["valid_loss"] == second["valid_loss"]
     assert first["settings"]["valid_sentences"] == 20
@@ -96,27 +107,25 @@ def test_seeded_searches_reproduce_the_winner(demo_inputs, tmp_path):
 def test_infeasible_budget_fails_before_loading_anything(demo_inputs, tmp_path):
     # no data, no supernet: the budget check must come first
     with pytest.raises(HatError, match=r"smallest reachable predicted latency is [0-9.]+ ms"):
-        run_search(request(demo_inputs, tmp_path / "x", budget_ms=1.0, data_dir=str(tmp_path / "none"), supernet="nope"))
+        search(demo_inputs, tmp_path / "x", budget_ms=1.0, data_dir=str(tmp_path / "none"), supernet="nope")
     assert not (tmp_path / "x").exists()
 
 
 def test_missing_inputs_name_the_command_that_makes_them(demo_inputs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no checkpoints/demo/... here
     with pytest.raises(HatError, match=r"hat data --task demo"):
-        run_search(request(demo_inputs, tmp_path / "x", data_dir=str(tmp_path / "none")))
+        search(demo_inputs, tmp_path / "x", data_dir=str(tmp_path / "none"))
     with pytest.raises(HatError, match=r"hat train-super --task demo"):
-        run_search(request(demo_inputs, tmp_path / "x", supernet=None))
+        search(demo_inputs, tmp_path / "x", supernet=None)
 
 
 def test_dictionary_of_another_run_is_refused(demo_inputs, tmp_path):
-    from hat_cli.modelio import save_model
-
     space = SearchSpace.builtin("demo")
     data_dir, _ = demo_inputs
     vocab = len((data_dir / "dict.tgt.txt").read_text().splitlines()) + 4
     other = save_model(fixtures.make_supernet(space, vocab), tmp_path / "other", {"task": "demo", "dictionaries": {"src": "0" * 64}})
     with pytest.raises(HatError, match="dictionary"):
-        run_search(request(demo_inputs, tmp_path / "x", supernet=str(other)))
+        search(demo_inputs, tmp_path / "x", supernet=str(other))
 
 
 def test_cli_errors_exit_2_with_a_sentence(tmp_path, monkeypatch):
@@ -136,9 +145,6 @@ def test_cli_errors_exit_2_with_a_sentence(tmp_path, monkeypatch):
 
 def fitted_titanxp_predictor(directory: Path) -> Path:
     """hat's default predictor fitted on HAT's real TITAN Xp measurements (wmt14.en-de), saved as a directory."""
-    import numpy as np
-
-    from hat_cli.predictor import LatencyRows, fit_predictor
 
     csv = fixtures.SHARED_DATA / "hat-latency" / "wmt14ende_gpu_titanxp_all.csv"
     if not csv.exists():
@@ -164,7 +170,7 @@ def test_cli_infeasible_budget_with_a_fitted_predictor(tmp_path, monkeypatch):
 
 def test_verify_measures_the_winner_on_this_cpu(demo_inputs, tmp_path):
     logged = []
-    summary = run_search(request(demo_inputs, tmp_path / "v", valid_subset=10, verify=True, budget_ms=25.0), log=logged.append)
+    summary = search(demo_inputs, tmp_path / "v", valid_subset=10, verify=True, budget_ms=25.0, log=logged.append)
     verify = summary["verify"]
     assert verify["measured_latency_ms"] > 0
     assert verify["measured"]["total"] == pytest.approx(verify["measured"]["encoder"] + verify["measured"]["decoder"])
@@ -179,18 +185,18 @@ def test_an_interrupted_search_resumes_from_saved_scores(demo_inputs, tmp_path):
 
     out = tmp_path / "r"
     short = dataclasses.replace(SMALL, iterations=2)
-    first = run_search(request(demo_inputs, out, valid_subset=20, settings=short))  # "interrupted" after 2 generations
+    first = search(demo_inputs, out, valid_subset=20, settings=short)  # "interrupted" after 2 generations
     assert (out / "scores.json").exists()
-    resumed = run_search(request(demo_inputs, out, valid_subset=20))
+    resumed = search(demo_inputs, out, valid_subset=20)
     assert resumed["reused_evaluations"] == first["evaluations"] > 0
     assert resumed["computed_evaluations"] == resumed["evaluations"] - first["evaluations"]
-    uninterrupted = run_search(request(demo_inputs, tmp_path / "u", valid_subset=20))
+    uninterrupted = search(demo_inputs, tmp_path / "u", valid_subset=20)
     assert resumed["arch"] == uninterrupted["arch"] and resumed["valid_loss"] == uninterrupted["valid_loss"]
-    again = run_search(request(demo_inputs, out, valid_subset=20))
+    again = search(demo_inputs, out, valid_subset=20)
     assert again["computed_evaluations"] == 0
-    fresh = run_search(request(demo_inputs, out, valid_subset=20, fresh=True))
+    fresh = search(demo_inputs, out, valid_subset=20, fresh=True)
     assert fresh["computed_evaluations"] == fresh["evaluations"]
-    other = run_search(request(demo_inputs, out, valid_subset=21))  # another fitness: nothing reused
+    other = search(demo_inputs, out, valid_subset=21)  # another fitness: nothing reused
     assert other["reused_evaluations"] == 0
 
 
@@ -211,10 +217,6 @@ def test_the_demo_pipeline_end_to_end(tmp_path, monkeypatch):
     hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "24", "--repetitions", "3", "--warmup", "1")
     hat("fit-predictor", "--hw", "cpu", "--task", "demo")
     # This machine's speed is what it is: take a budget most random architectures meet, by the fitted predictor.
-    import random
-
-    from hat_cli.predictor import load_predictor
-
     space = SearchSpace.builtin("demo")
     rng = random.Random(0)
     predicted = sorted(load_predictor("latency_dataset/demo_cpu.predictor").predict([space.sample(rng) for _ in range(200)]))

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.space import SearchSpace, SubTransformerConfig
+from hat_cli.core.errors import HatError
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
 from hat_cli.tasks import TASKS
 
 # sha256 of five published files (configs/<task>/subtransformer/HAT_*.yml of mit-han-lab's repository at

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from hat_cli.cli import app
+from hat_cli.cli.app import app
 
 MULTI30K_TOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k" / "tok"
 
@@ -127,7 +127,7 @@ def test_kill_minus_9_then_resume_gives_bit_identical_weights(demo_data, tiny_sp
 
     # 2. the same run in another process, killed with SIGKILL once a few checkpoints exist
     save = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli", *_super_args(demo_data, save, tiny_space, updates)],
+    proc = subprocess.Popen([sys.executable, "-m", "hat_cli.cli.app", *_super_args(demo_data, save, tiny_space, updates)],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (save / "checkpoint_0000006" / "state.json").exists():
@@ -163,7 +163,7 @@ def test_kill_minus_9_then_resume_gives_bit_identical_weights(demo_data, tiny_sp
 
 
 def test_train_super_in_process_reports_and_saves_a_loadable_supertransformer(demo_data, tiny_space, tmp_path):
-    from hat_cli.modelio import load_model
+    from hat_cli.model.directory import load_model
 
     runner = CliRunner()
     result = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_data), "--save-dir",
@@ -184,8 +184,8 @@ def test_train_super_in_process_reports_and_saves_a_loadable_supertransformer(de
 
 
 def test_final_model_best_is_the_checkpoint_with_the_lowest_validation_loss(generated_demo, tmp_path):
-    from hat_cli.checkpoint import read_state
-    from hat_cli.space import SearchSpace
+    from hat_cli.training.checkpoint import read_state
+    from hat_cli.model.space import SearchSpace
 
     arch = SearchSpace.builtin("demo").smallest()
     yml = tmp_path / "small.yml"
@@ -214,8 +214,8 @@ def test_final_model_best_is_the_checkpoint_with_the_lowest_validation_loss(gene
 
 @pytest.mark.parametrize("inside", [False, True], ids=["compact", "inside-supernet"])
 def test_train_sub_from_yaml_on_demo(generated_demo, tmp_path, inside):
-    from hat_cli.modelio import load_model
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.directory import load_model
+    from hat_cli.model.space import SearchSpace
 
     arch = SearchSpace.builtin("demo").smallest()
     yml = tmp_path / "small.yml"
@@ -265,7 +265,7 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, demo_data):
     r = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_data), "--precision", "fp8"], env=_env())
     assert r.exit_code == 2 and "precision" in r.text
     big = tmp_path / "big.yml"
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.space import SearchSpace
 
     SearchSpace.builtin("space0").largest().save_yaml(big)
     r = runner.invoke(app, ["train-sub", "--task", "demo", "--arch", str(big), "--data-dir", str(demo_data)], env=_env())
@@ -273,7 +273,7 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, demo_data):
 
 
 def test_resuming_into_another_runs_directory_is_refused(generated_demo, tmp_path):
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.space import SearchSpace
 
     yml = tmp_path / "small.yml"
     SearchSpace.builtin("demo").smallest().save_yaml(yml)
@@ -307,12 +307,12 @@ def test_two_processes_match_one_process_with_twice_the_update_freq(demo_data, t
 def test_two_processes_average_the_last_checkpoints_and_validate_the_average(generated_demo, tmp_path):
     """Under torchrun every rank loads the average (after the main rank wrote the checkpoints) and validates
     it together; the run neither hangs nor reports the last checkpoint's loss."""
-    from hat_cli.space import SearchSpace
+    from hat_cli.model.space import SearchSpace
 
     yml = tmp_path / "largest.yml"
     SearchSpace.builtin("demo").largest().save_yaml(yml)
     save = tmp_path / "run"
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hat_cli.cli",
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "hat_cli.cli.app",
             "train-sub", "--task", "demo", "--arch", str(yml), "--data-dir", str(generated_demo), "--save-dir", str(save),
             "--max-updates", "6", "--max-tokens", "300", "--save-interval", "2", "--validate-every", "2",
             "--average-last", "2", "--device", "cpu", "--json"]

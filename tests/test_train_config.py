@@ -2,8 +2,8 @@
 
 import pytest
 
-from hat_cli.errors import HatError
-from hat_cli.training_config import TrainingConfig, resolve_training_config
+from hat_cli.core.errors import HatError
+from hat_cli.training.config import TrainingConfig, resolve_training_config
 
 
 def test_published_wmt_and_iwslt_defaults():

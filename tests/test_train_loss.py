@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hat_cli.loss import label_smoothed_nll_loss, to_base2_per_token
+from hat_cli.training.loss import label_smoothed_nll_loss, to_base2_per_token
 
 
 def _reference(logits, target, eps, pad):

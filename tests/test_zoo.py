@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hat_cli import zoo
-from hat_cli.cli import app
-from hat_cli.errors import HatError
-from hat_cli.space import SubTransformerConfig, load_architecture
+from hat_cli import resolve
+from hat_cli.cli.app import app
+from hat_cli.core import paths
+from hat_cli.core.errors import HatError
+from hat_cli.model.space import SubTransformerConfig
+from hat_cli.zoo import catalogue as zoo
 
 REPO = Path(__file__).resolve().parents[1]
 HAT_ZOO_JSON = REPO.parent / "shared" / "design" / "hat-zoo.json"
@@ -22,7 +24,7 @@ TASK_NAMES = {"iwslt14deen": "iwslt14.de-en", "wmt14ende": "wmt14.en-de", "wmt14
 
 @pytest.fixture(autouse=True)
 def shipped_zoo(monkeypatch):
-    monkeypatch.delenv(zoo.ZOO_FILE_ENV, raising=False)
+    monkeypatch.delenv(paths.ZOO_FILE_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,7 @@ def test_prefix_resolution():
 def test_architecture_and_task_helpers():
     arch = zoo.architecture_of("HAT_wmt14ende_xeon@204.2ms")
     assert arch.decoder_layer_num == 2 and arch.encoder_self_attention_heads == (4, 8, 8, 4, 8, 8)
-    assert load_architecture("HAT_wmt14ende_xeon@204.2ms") == arch  # how `--arch NAME` resolves
+    assert resolve.architecture("HAT_wmt14ende_xeon@204.2ms") == arch  # how `--arch NAME` resolves
     with pytest.raises(HatError, match="SuperTransformer and has no single architecture"):
         zoo.architecture_of("HAT_wmt19ende_super")
     assert zoo.supernet_for_task("wmt14.en-de").name == "HAT_wmt14ende_super_space0"
@@ -154,7 +156,7 @@ def test_configs_symlink_and_generator_reproduce_the_table(published):
 def test_broken_table_is_a_clean_error(tmp_path, monkeypatch):
     bad = tmp_path / "zoo.toml"
     bad.write_text('[models."x"]\nkind = "subtransformer"\n')
-    monkeypatch.setenv(zoo.ZOO_FILE_ENV, str(bad))
+    monkeypatch.setenv(paths.ZOO_FILE_ENV, str(bad))
     with pytest.raises(HatError, match="is incomplete"):
         zoo.resolve("x")
     bad.write_text("[models\n")
@@ -162,8 +164,8 @@ def test_broken_table_is_a_clean_error(tmp_path, monkeypatch):
         zoo.load_zoo()
 
 
-def test_model_dir_for_accepts_directories_and_rejects_unknown(tmp_path, monkeypatch):
+def test_model_dir_accepts_directories_and_rejects_unknown(tmp_path, monkeypatch):
     monkeypatch.setenv("HAT_HOME", str(tmp_path / "home"))
-    assert zoo.model_dir_for(tmp_path) == tmp_path
+    assert resolve.model_dir(tmp_path) == (tmp_path, str(tmp_path))
     with pytest.raises(HatError, match="neither a model directory nor a published model name"):
-        zoo.model_dir_for(tmp_path / "nope")
+        resolve.model_dir(tmp_path / "nope")

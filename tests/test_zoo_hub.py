@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hub_server import HubServer, StaticServer  # noqa: E402
 from test_convert_fixtures import write_original_checkpoint  # noqa: E402
 
-from hat_cli.model import TransformerModel, extract_subtransformer  # noqa: E402
-from hat_cli.modelio import load_model, save_model  # noqa: E402
-from hat_cli.space import SubTransformerConfig, SuperShape  # noqa: E402
+from hat_cli.model.transformer import TransformerModel, extract_subtransformer  # noqa: E402
+from hat_cli.model.directory import load_model, save_model  # noqa: E402
+from hat_cli.model.space import SubTransformerConfig, SuperShape  # noqa: E402
 
 SHAPE = SuperShape(64, 64, 96, 96, 6, 6, 8, 8, 64)
 ARCH = SubTransformerConfig(48, 48, 6, 2, (64, 32, 64, 96, 64, 32), (8, 4, 8, 4, 8, 8), (96, 64), (8, 4), (4, 8), (-1, 2))
@@ -137,7 +137,7 @@ def hat(servers, *args, home: str = "home", offline: bool = False, extra_env: di
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "hat_cli.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hat_cli.cli.app", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def hub_requests(servers) -> list[tuple[str, str]]:

@@ -9,8 +9,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from hat_cli.atomic import atomic_write_text
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
 
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar", ".zip")
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from hat_cli.data.dictionary import Dictionary
 from hat_cli.data.indexed import IndexedDataset, dataset_exists
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 
 
 @dataclass

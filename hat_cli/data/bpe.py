@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
-from hat_cli.atomic import atomic_write_text
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
 
 END_OF_WORD = "</w>"
 

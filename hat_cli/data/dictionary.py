@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hat_cli.atomic import atomic_write_text
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
 
 BOS, PAD, EOS, UNK = "<s>", "<pad>", "</s>", "<unk>"
 _OVERWRITE_FLAG = "#fairseq:overwrite"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 
 CHUNK = 1 << 16
 USER_AGENT = "hat-cli (+https://github.com/mit-han-lab/hardware-aware-transformers)"

@@ -16,8 +16,8 @@ from typing import Iterable
 
 import numpy as np
 
-from hat_cli.atomic import temporary_sibling
-from hat_cli.errors import HatError
+from hat_cli.core.files import temporary_sibling
+from hat_cli.core.errors import HatError
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
 LEGACY_MAGIC = b"TNTIDX\x00\x00"

@@ -16,7 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from hat_cli.atomic import atomic_write_text
+from hat_cli.core import paths
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
 from hat_cli.data.archive import extract, find_file, read_lines, write_lines
 from hat_cli.data.bpe import BpeApplier, count_words, learn_bpe, write_codes
 from hat_cli.data.dictionary import Dictionary, tokenize_line
@@ -24,7 +26,6 @@ from hat_cli.data.download import download
 from hat_cli.data.indexed import IndexedDataset, IndexedDatasetWriter, dataset_exists
 from hat_cli.data.recipes import Recipe, Workspace, get_recipe
 from hat_cli.data.text import MosesSteps, process_lines
-from hat_cli.errors import HatError
 from hat_cli.tasks import get_task
 
 SPLITS = ("train", "valid", "test")
@@ -255,9 +256,15 @@ def prepare_task(
     """Prepare ``task_name`` into ``data_dir`` (default ``data/<task>``) and return CLI.md's summary."""
     started = time.perf_counter()
     task = get_task(task_name)
-    recipe = get_recipe(task_name)
+    if task.recipe is not None:
+        recipe = get_recipe(task.recipe)
+    elif from_dir is not None and not preprocessed:
+        # A task without a recipe: its {train,valid,test}.{src,tgt} text is binarized as it is.
+        recipe = Recipe(task.name, joined_dictionary=task.share_all_embeddings, notes="tokenized text from --from-dir")
+    else:
+        raise HatError(f"Task '{task.name}' has no download recipe; prepare it from tokenized text with --from-dir DIR.")
     src, tgt = task.src, task.tgt
-    out_dir = Path(data_dir) if data_dir is not None else Path("data") / task_name
+    out_dir = Path(data_dir) if data_dir is not None else paths.data_dir(task_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     stages = Stages(progress)
     srcdict = Path(srcdict) if srcdict else None
@@ -279,11 +286,9 @@ def prepare_task(
         splits = summarize_binarized(out_dir, src, tgt)
     else:
         published = None
-        if task_name == "demo":
+        if recipe.generate is not None:
             mode = "generated"
-            from hat_cli.data.demo import generate
-
-            text = {split: {src: pair[0], tgt: pair[1]} for split, pair in generate(seed).items()}
+            text = {split: {src: pair[0], tgt: pair[1]} for split, pair in recipe.generate(seed).items()}
         elif from_dir is not None and not _is_raw_layout(recipe, from_dir):
             mode = "text"
             text = _processed_text(from_dir, src, tgt)

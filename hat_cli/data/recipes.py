@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from hat_cli.data import demo
 from hat_cli.data.archive import extract, find_file, is_archive, read_lines
 from hat_cli.data.download import Source
 from hat_cli.data.text import MosesSteps, clean_corpus
-from hat_cli.errors import HatError
+from hat_cli.core.errors import HatError
 
 SplitText = dict[str, dict[str, list[str]]]
 
@@ -32,6 +33,8 @@ class Recipe:
     threshold: int = 0
     raw_markers: tuple[str, ...] = ()  # any of these in --from-dir means "raw sources"
     build: Callable | None = field(default=None, compare=False)
+    # seed -> {split: (source lines, target lines)}: text made offline instead of downloaded (the demo task)
+    generate: Callable | None = field(default=None, compare=False)
     notes: str = ""
 
 
@@ -310,13 +313,13 @@ RECIPES: dict[str, Recipe] = {
             notes="lowercase + normalize punctuation + Moses (the dataset's lc.norm.tok), joint BPE 8k, joined dictionary; "
             "valid = val, test = test_2016_flickr",
         ),
-        Recipe("demo", joined_dictionary=True, notes="generated offline (hat_cli/data/demo.py)"),
+        Recipe("demo", joined_dictionary=True, generate=demo.generate, notes="generated offline (hat_cli/data/demo.py)"),
     )
 }
 
 
-def get_recipe(task: str) -> Recipe:
+def get_recipe(name: str) -> Recipe:
     try:
-        return RECIPES[task]
+        return RECIPES[name]
     except KeyError:
-        raise HatError(f"Unknown task '{task}'; choose one of: {', '.join(RECIPES)}.") from None
+        raise HatError(f"Unknown data recipe '{name}'; known recipes: {', '.join(RECIPES)}.") from None

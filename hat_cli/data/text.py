@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
 
+from hat_cli.core.errors import HatError
+
 
 @dataclass(frozen=True)
 class MosesSteps:
@@ -123,8 +125,6 @@ def clean_corpus(
     within the length ratio, no word over ``max_word_length`` characters; '|' removed unless the first
     line looks factored."""
     if len(src) != len(tgt):
-        from hat_cli.errors import HatError
-
         raise HatError(f"Parallel text has {len(src)} source lines but {len(tgt)} target lines.")
     factored = bool(src) and ("|" in src[0] or "|" in tgt[0])
     too_long = re.compile(r"[^\s|]{%d}" % (max_word_length + 1))

@@ -4,7 +4,7 @@ It registers `cpu1`: this machine's CPU restricted to one thread, the way a phon
 is usually benchmarked. Copy this package to add your own device.
 """
 
-from hat_cli.hardware import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
 
 @hookimpl

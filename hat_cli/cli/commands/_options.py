@@ -1,0 +1,12 @@
+"""Options several commands share, declared once."""
+
+from __future__ import annotations
+
+import typer
+
+JSON = typer.Option(False, "--json", help="Print one JSON document on stdout (human output stays on stderr).")
+SEED = typer.Option(1, "--seed", help="Random seed; recorded next to what the command writes.")
+# The help names no task list, so that adding a task leaves the stored help pages as they are.
+TASK = typer.Option(..., "--task", "-t", help="Task, e.g. wmt14.en-de or iwslt14.de-en (an unknown name lists them all).")
+DATA_DIR = typer.Option(None, "--data-dir", help="Prepared data (default: data/<task>, as written by `hat data`).")
+DEVICE = typer.Option(None, "--device", help="torch device to run on (default: cuda if available, else cpu).")

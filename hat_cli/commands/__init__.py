@@ -1,1 +1,0 @@
-"""One module per subcommand group; each parses options and calls the library (no torch at import)."""

@@ -1,0 +1,304 @@
+"""Latency datasets: HAT's CSV (HAT-SPEC §4.4) extended with per-layer columns and measurement metadata.
+
+The first 14 columns are exactly HAT's, so HAT's own tools read our files; then the per-layer
+architecture (so predictors can use more than averages), then where/how each row was measured.
+
+Collection is append-only and resumable: sample i is drawn from ``Random("hat-latency:{seed}:{i}")``,
+so a resumed run continues the same sequence; every row is flushed and fsynced as soon as it is
+measured, and a torn last line (the process died mid-write) is cut off on resume. A fixed reference
+architecture is re-measured every K samples (rows with ``reference=1``) to expose drift.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
+from hat_cli.model.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, FEATURE_NAMES, SearchSpace, SubTransformerConfig
+
+LATENCY_COLUMNS = ("latency_mean_encoder", "latency_mean_decoder", "latency_std_encoder", "latency_std_decoder")
+HAT_COLUMNS: tuple[str, ...] = FEATURE_NAMES + LATENCY_COLUMNS  # HAT-SPEC §4.4, exact names and order
+METADATA_COLUMNS = (
+    "hardware",
+    "device",
+    "precision",
+    "mode",
+    "threads",
+    "repetitions",
+    "instances",
+    "torch_version",
+    "timestamp",
+    "task",
+    "seed",
+    "sample_index",
+    "reference",
+)
+REFERENCE_SEED = "hat-latency-reference"
+
+
+def layer_columns(encoder_layers: int, decoder_layers: int) -> tuple[str, ...]:
+    cols = [f"{f}_{i}" for f in ENCODER_LIST_FIELDS for i in range(encoder_layers)]
+    cols += [f"{f}_{i}" for f in DECODER_LIST_FIELDS for i in range(decoder_layers)]
+    return tuple(cols)
+
+
+def header_for(space: SearchSpace) -> tuple[str, ...]:
+    return HAT_COLUMNS + layer_columns(space.shape.encoder_layers, space.shape.decoder_layers) + METADATA_COLUMNS
+
+
+def sample_config(space: SearchSpace, seed: int, index: int) -> SubTransformerConfig:
+    """Sample ``index`` of the sequence for ``seed``: independent of how many samples came before."""
+    return space.sample(random.Random(f"hat-latency:{seed}:{index}"))
+
+
+def reference_config(space: SearchSpace) -> SubTransformerConfig:
+    """The fixed architecture re-measured to detect drift (the same for every run in this space)."""
+    return space.sample(random.Random(REFERENCE_SEED))
+
+
+def config_columns(config: SubTransformerConfig, space: SearchSpace) -> dict[str, object]:
+    row: dict[str, object] = dict(zip(FEATURE_NAMES, config.features()))
+    for fields, layers in ((ENCODER_LIST_FIELDS, space.shape.encoder_layers), (DECODER_LIST_FIELDS, space.shape.decoder_layers)):
+        for f in fields:
+            values = getattr(config, f)
+            for i in range(layers):
+                row[f"{f}_{i}"] = values[i] if i < len(values) else ""
+    return row
+
+
+def config_from_row(row: dict[str, str]) -> Optional[SubTransformerConfig]:
+    """The architecture of a row with per-layer columns (None for HAT's averaged-only rows)."""
+    if "encoder_ffn_embed_dim_0" not in row:
+        return None
+    enc_layers, dec_layers = int(float(row["encoder_layer_num"])), int(float(row["decoder_layer_num"]))
+    values = {}
+    for fields, layers in ((ENCODER_LIST_FIELDS, enc_layers), (DECODER_LIST_FIELDS, dec_layers)):
+        for f in fields:
+            values[f] = tuple(int(float(row[f"{f}_{i}"])) for i in range(layers))
+    return SubTransformerConfig(
+        encoder_embed_dim=int(float(row["encoder_embed_dim"])),
+        decoder_embed_dim=int(float(row["decoder_embed_dim"])),
+        encoder_layer_num=enc_layers,
+        decoder_layer_num=dec_layers,
+        **values,
+    )
+
+
+def _format(value: object) -> str:
+    # HAT writes floats with Python's str(); ints stay ints.
+    return str(value)
+
+
+# ======================================================================================= reading
+@dataclass
+class LatencyTable:
+    """A latency CSV in memory: the header and every complete row (as strings)."""
+
+    path: Path
+    header: tuple[str, ...]
+    rows: list[dict[str, str]]
+
+    @property
+    def has_layers(self) -> bool:
+        return "encoder_ffn_embed_dim_0" in self.header
+
+    def samples(self) -> list[dict[str, str]]:
+        """Rows of sampled architectures (reference re-measurements left out)."""
+        return [r for r in self.rows if r.get("reference", "0") in ("0", "")]
+
+    def references(self) -> list[dict[str, str]]:
+        return [r for r in self.rows if r.get("reference", "0") == "1"]
+
+
+def read_latency_csv(path: str | Path) -> LatencyTable:
+    """Read a HAT or hat latency CSV; a HatError names the first problem (header, row, value)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HatError(f"Latency dataset {path} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HatError(f"Latency dataset {path} is not a UTF-8 text file.") from None
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a torn last line is not a row
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = tuple(next(reader))
+    except StopIteration:
+        raise HatError(f"Latency dataset {path} is empty.") from None
+    if header[: len(HAT_COLUMNS)] != HAT_COLUMNS:
+        raise HatError(
+            f"{path} is not a latency dataset: its first {len(HAT_COLUMNS)} columns must be HAT's "
+            f"({', '.join(HAT_COLUMNS[:3])}, ..., {HAT_COLUMNS[-1]})."
+        )
+    rows = []
+    for line_number, values in enumerate(reader, start=2):
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise HatError(f"{path} line {line_number} has {len(values)} fields, the header has {len(header)}.")
+        row = dict(zip(header, values))
+        for name in HAT_COLUMNS:
+            try:
+                float(row[name])
+            except ValueError:
+                raise HatError(f"{path} line {line_number}: column {name} is '{row[name]}', not a number.") from None
+        rows.append(row)
+    if not rows:
+        raise HatError(f"Latency dataset {path} has a header but no rows.")
+    return LatencyTable(path, header, rows)
+
+
+# ======================================================================================= writing
+class LatencyCsvWriter:
+    """Appends rows durably: each row is written whole, flushed and fsynced before the next measurement."""
+
+    def __init__(self, path: Path, header: tuple[str, ...]):
+        self.path = path
+        self.header = header
+        self._handle = open(path, "a", encoding="utf-8", newline="")
+
+    def write(self, row: dict[str, object]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([_format(row.get(c, "")) for c in self.header])
+        self._handle.write(buffer.getvalue())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def open_for_append(path: Path, header: tuple[str, ...], identity: dict[str, str]) -> tuple[LatencyCsvWriter, list[dict[str, str]]]:
+    """Open ``path`` to continue collecting: create it with ``header``, or check that an existing file has
+    this header and was collected with the same ``identity`` columns (hardware, task, seed, ...), cut a
+    torn last line, and return the writer plus the rows already there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.stat().st_size == 0:
+        atomic_write_text(path, ",".join(header) + "\n")
+        return LatencyCsvWriter(path, header), []
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not data.endswith(b"\n"):
+        # The process died in the middle of a row: drop the partial line so it is measured again.
+        keep = data.rfind(b"\n") + 1
+        if keep == 0:
+            raise HatError(f"{path} has no complete header line; delete it or choose another --csv.")
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+    table_header = tuple(next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace")))))
+    if table_header == tuple(c for c in header if c != "instances"):
+        raise HatError(
+            f"{path} was collected by an earlier hat, before latency CSVs recorded placements per measurement "
+            f"(the 'instances' column); choose another --csv to start a new dataset (fit-predictor still reads this one)."
+        )
+    if table_header != header:
+        raise HatError(
+            f"{path} already exists with different columns (made by another version, space or tool); "
+            f"choose another --csv to start a new dataset."
+        )
+    try:
+        existing = read_latency_csv(path).rows
+    except HatError as exc:
+        if "no rows" not in str(exc):
+            raise
+        existing = []
+    for row in existing[:1]:
+        for key, expected in identity.items():
+            if row.get(key) != expected:
+                raise HatError(
+                    f"{path} was collected with {key}={row.get(key)}, this run has {key}={expected}; "
+                    f"use the same settings to resume or choose another --csv."
+                )
+    return LatencyCsvWriter(path, header), existing
+
+
+# ======================================================================================= collecting
+@dataclass
+class CollectionResult:
+    csv: Path
+    rows: int  # sampled-architecture rows in the file
+    new_rows: int  # rows (samples + references) written by this run
+    references: list[float] = field(default_factory=list)  # total latency of every reference row, in order
+
+    def drift(self) -> dict[str, float] | None:
+        if len(self.references) < 2:
+            return None
+        first, spread = self.references[0], max(self.references) - min(self.references)
+        return {
+            "reference_first_ms": first,
+            "reference_last_ms": self.references[-1],
+            "reference_spread_pct": 100.0 * spread / statistics.fmean(self.references),
+            "reference_count": len(self.references),
+        }
+
+
+def collect(
+    path: Path,
+    space: SearchSpace,
+    measure: Callable[[SubTransformerConfig], "object"],
+    samples: int,
+    seed: int,
+    metadata: dict[str, str],
+    reference_every: int = 0,
+    on_progress: Optional[Callable[[int, int, Optional[float]], None]] = None,
+) -> CollectionResult:
+    """Measure samples until ``path`` holds ``samples`` architectures (resuming where it stopped).
+
+    ``measure(config)`` returns an object with encoder_ms, decoder_ms, encoder_std_ms, decoder_std_ms.
+    ``metadata`` holds the METADATA_COLUMNS except timestamp / sample_index / reference.
+    """
+    if samples < 0:
+        raise HatError(f"--samples must be at least 0, got {samples}.")
+    if reference_every < 0:
+        raise HatError(f"--reference-every must be 0 (off) or positive, got {reference_every}.")
+    header = header_for(space)
+    identity = {k: str(metadata[k]) for k in ("hardware", "task", "seed", "mode", "precision", "instances")}
+    writer, existing = open_for_append(path, header, identity)
+    done = {int(r["sample_index"]) for r in existing if r["reference"] == "0"}
+    referenced = {int(r["sample_index"]) for r in existing if r["reference"] == "1"}
+    references = [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in existing if r["reference"] == "1"]
+    reference = reference_config(space)
+    new_rows = 0
+
+    def write(config: SubTransformerConfig, index: int, is_reference: bool):
+        nonlocal new_rows
+        result = measure(config)
+        row = config_columns(config, space)
+        row.update(
+            latency_mean_encoder=result.encoder_ms,
+            latency_mean_decoder=result.decoder_ms,
+            latency_std_encoder=result.encoder_std_ms,
+            latency_std_decoder=result.decoder_std_ms,
+        )
+        row.update(metadata)
+        row.update(timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"), sample_index=index, reference=int(is_reference))
+        writer.write(row)
+        new_rows += 1
+        return result.encoder_ms + result.decoder_ms
+
+    try:
+        for index in range(samples):
+            if index in done:
+                continue
+            if reference_every and index % reference_every == 0 and index not in referenced:
+                references.append(write(reference, index, True))
+                referenced.add(index)
+            total = write(sample_config(space, seed, index), index, False)
+            done.add(index)
+            if on_progress:
+                on_progress(len(done), samples, total)
+    finally:
+        writer.close()
+    return CollectionResult(path, len(done), new_rows, references)

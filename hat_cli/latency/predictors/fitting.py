@@ -1,0 +1,149 @@
+"""Fitting, evaluating, saving and loading latency predictors of any registered kind.
+
+The built-in kinds are ``layer-cost`` (the default, ``layer_cost.py``) and ``hat-mlp`` (HAT's MLP,
+``hat_mlp.py``); importing them here registers them. ``fit_and_evaluate`` is `hat fit-predictor`:
+a seeded 80/10/10 split (or every row, tested on another file), held-out RMSE, MAPE and within-10%.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import temporary_sibling
+from hat_cli.latency.predictors.base import (
+    FEATURE_NORM, FORMAT, META_FILE, PREDICTOR_KINDS, WEIGHTS_FILE, LatencyRows, Predictor, metrics, predictor_kind, split_indices,
+)
+from hat_cli.latency.predictors.hat_mlp import from_published_hat_state_dict
+from hat_cli.latency.predictors.layer_cost import LayerCostPredictor
+
+DEFAULT_MODEL = LayerCostPredictor.kind
+PLOT_FILE = "predicted_vs_measured.png"
+
+
+def fit_predictor(train: LatencyRows, kind: str = DEFAULT_MODEL, lat_norm: float = 1.0, seed: int = 1, progress=None) -> Predictor:
+    """A predictor of ``kind`` fitted on ``train``; it records the task the rows were measured for."""
+    kind_class = predictor_kind(kind)
+    if len(train) < 2:
+        raise HatError(f"A predictor needs at least 2 training rows, got {len(train)}.")
+    predictor = kind_class.fit(train, lat_norm, seed, progress=progress)
+    if train.task:
+        predictor.training["task"] = train.task
+    return predictor
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """A predictor directory (or its .json / .safetensors), or a zoo-pulled HAT predictor .safetensors."""
+    path = Path(path)
+    if path.is_dir():
+        directory = path
+    elif path.suffix in (".json", ".safetensors") and path.parent.joinpath(META_FILE).is_file() and path.name in (META_FILE, WEIGHTS_FILE):
+        directory = path.parent
+    elif path.suffix == ".safetensors" and path.is_file():
+        # A shipped HAT predictor as the zoo stores it: HAT's names, lat_norm / feature_norm in metadata
+        # or in the record next to it.
+        with safe_open(str(path), "np") as handle:
+            metadata = handle.metadata() or {}
+        record = path.with_suffix(".json")
+        if "lat_norm" not in metadata and record.is_file():
+            metadata = {**json.loads(record.read_text()), **metadata}
+        if "lat_norm" not in metadata:
+            raise HatError(f"{path} holds no lat_norm; it is not a hat or HAT latency predictor.")
+        norm = metadata.get("feature_norm", list(FEATURE_NORM))
+        norm = json.loads(norm) if isinstance(norm, str) else norm
+        return from_published_hat_state_dict(load_file(str(path)), float(metadata["lat_norm"]), norm)
+    else:
+        raise HatError(f"Latency predictor {path} does not exist (expected a directory with {META_FILE} and {WEIGHTS_FILE}).")
+    meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise HatError(f"{directory} is not a latency predictor: it needs {META_FILE} and {WEIGHTS_FILE}.")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise HatError(f"{meta_path} is not valid JSON.") from None
+    if meta.get("format") != FORMAT:
+        raise HatError(f"{meta_path} is not a hat latency predictor (format {meta.get('format')!r}).")
+    if meta.get("kind") not in PREDICTOR_KINDS:
+        raise HatError(f"{meta_path}: unknown predictor kind '{meta.get('kind')}'.")
+    return PREDICTOR_KINDS[meta["kind"]].from_saved(meta, load_file(str(weights_path)))
+
+
+def plot_predictions(predicted: np.ndarray, measured: np.ndarray, path: str | Path, title: str) -> bool:
+    """Predicted-vs-measured scatter as PNG; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(measured, predicted, s=8, alpha=0.6)
+    lo, hi = float(min(measured.min(), predicted.min())), float(max(measured.max(), predicted.max()))
+    ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="exact")
+    ax.plot([lo, hi], [lo * 1.1, hi * 1.1], color="gray", lw=0.8, ls="--", label="±10%")
+    ax.plot([lo, hi], [lo * 0.9, hi * 0.9], color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    tmp = temporary_sibling(path)
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        Path(tmp).replace(path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
+
+@dataclass
+class FitReport:
+    predictor: Predictor
+    test: dict[str, float]
+    holdout: Optional[dict[str, float]]  # the held-out 10%; None when tested on another file
+    split: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    test_predicted: np.ndarray | None = None
+    test_measured: np.ndarray | None = None
+
+
+def fit_and_evaluate(rows: LatencyRows, kind: str, seed: int, lat_norm: float, test_rows: Optional[LatencyRows] = None, progress=None) -> FitReport:
+    """Without ``test_rows``: the seeded 80/10/10 split, fit on the train part, metrics on the held-out test
+    part. With ``test_rows`` (fresh samples measured apart): fit on every row, metrics on ``test_rows``;
+    holding rows back would only weaken the predictor being judged."""
+    if len(rows) < 10:
+        raise HatError(f"A predictor needs at least 10 measured architectures, the dataset has {len(rows)}.")
+    if test_rows is not None:
+        train, held = rows, test_rows
+        split = {"train": len(rows), "test": len(test_rows)}
+        how = "all rows; tested on another file"
+    else:
+        train_idx, valid_idx, test_idx = split_indices(len(rows), seed)
+        train, held = rows.subset(train_idx), rows.subset(test_idx)
+        split = {"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)}
+        how = "seeded 80/10/10"
+    start = time.perf_counter()
+    predictor = fit_predictor(train, kind, lat_norm, seed, progress)
+    seconds = time.perf_counter() - start
+    pred = predictor.predict_rows(held)
+    test = metrics(pred, held.total_ms)
+    predictor.training.update({"split": how, "train_rows": len(train), "fit_seconds": seconds})
+    holdout = None if test_rows is not None else test
+    return FitReport(predictor, test, holdout, split, seconds, pred, held.total_ms)
+
+
+def repeat_spread(values: Sequence[float]) -> dict[str, float]:
+    """Repeatability of one architecture: std and relative std of repeated measurements."""
+    values = np.asarray(values, float)
+    return {"mean_ms": float(values.mean()), "std_ms": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "rel_std": float(values.std(ddof=1) / values.mean()) if len(values) > 1 else 0.0, "n": int(len(values))}

@@ -1,0 +1,288 @@
+"""One search, from resolved inputs to written outputs.
+
+`run_search` takes a :class:`SearchRequest` (every input already resolved: `hat_cli.resolve.search_request`
+turns `hat search`'s words into one) and a search algorithm (HAT's evolutionary search by default), and
+goes through four stages, each its own function:
+
+1. the budget check (:func:`check_budget`, cheap: the predictor only) -- usually done by resolve already;
+2. the fitness (:func:`load_fitness`): the SuperTransformer and the validation data, checked against each
+   other, as a validation-loss scorer with inherited weights;
+3. the search itself, with scores cached in the output folder so an interrupted search resumes;
+4. the outputs (HAT's YAML, search.json, history/explored CSVs, the front plot) and, when asked, a
+   measurement of the winner (:func:`verify_latency`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hat_cli.core import paths
+from hat_cli.core.errors import HatError
+from hat_cli.core.files import atomic_write_text
+from hat_cli.core.paths import budget_label
+from hat_cli.data.batching import load_split
+from hat_cli.latency.backends import Backend
+from hat_cli.model.directory import check_data_matches, load_model
+from hat_cli.model.space import SearchSpace, SubTransformerConfig, SuperShape
+from hat_cli.search.algorithm import IterationRecord, PredictFn, SearchAlgorithm, SearchProblem
+from hat_cli.search.evolution import EvolutionarySearch, fmt_ms, minimum_latency
+from hat_cli.search.outputs import plot_front, write_explored_csv, write_history_csv
+from hat_cli.tasks import Task
+
+SCORES_FILE = "scores.json"
+
+
+@dataclass
+class SearchRequest:
+    """A search with every input resolved."""
+
+    task: Task
+    space: SearchSpace  # the task's search space; the SuperTransformer must have its shape
+    hardware: str  # the latency backend's name (labels, the default output folder)
+    budget_ms: float
+    predictor: Any  # an object with .predict(configs) -> one latency (ms) per architecture
+    data_dir: Path  # `hat data` output: the validation split is scored
+    supernet_dir: Path  # a SuperTransformer model directory
+    supernet_label: str = ""  # how the SuperTransformer is named in messages and search.json
+    predictor_label: str = ""
+    valid_subset: int | None = None
+    max_tokens: int | None = None
+    precision: str | None = None  # bf16 | fp32; None = bf16 on GPU, fp32 on CPU
+    device: str | None = None
+    out: Path | None = None  # None = runs/search/<task>-<hw>-<budget>
+    verify: Backend | None = None  # measure the winner with this backend's protocol
+    timed_shape: SuperShape | None = None  # the shape that protocol times (needed with verify)
+    fresh: bool = False  # ignore scores an earlier run left in the output folder
+    min_latency_ms: float | None = None  # the budget check's result, when the caller made it
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else paths.search_dir(self.task.name, self.hardware, self.budget_ms)
+
+
+def predict_fn(predictor) -> PredictFn:
+    def predict(configs):
+        return [float(v) for v in predictor.predict(list(configs))]
+
+    return predict
+
+
+# ======================================================================================= 1. the budget
+def check_budget(space: SearchSpace, predictor, budget_ms: float, seed: int, task: str, hardware: str) -> float:
+    """The smallest predicted latency reachable in ``space``; a HatError when the budget is below it."""
+    min_latency, _ = minimum_latency(space, predict_fn(predictor), seed=seed)
+    if budget_ms < min_latency:
+        raise HatError(
+            f"No architecture of task '{task}' meets {fmt_ms(budget_ms)} on '{hardware}': "
+            f"the smallest reachable predicted latency is {fmt_ms(min_latency)}."
+        )
+    return min_latency
+
+
+# ======================================================================================= 2. the fitness
+@dataclass
+class Fitness:
+    """The scorer and what it was built from (recorded in search.json and in the score cache's fingerprint)."""
+
+    score: Any  # hat_cli.search.fitness.ValidationLoss
+    device: Any
+    precision: str
+    max_tokens: int
+    sentences: int
+    target_tokens: int
+    fingerprint: dict
+
+
+def load_fitness(request: SearchRequest) -> Fitness:
+    """Validation loss with weights inherited from the SuperTransformer, checked against the space and data."""
+    # Lazily: torch. hat_cli.resolve imports this module to build requests, and commands such as
+    # `hat zoo list` use resolve without ever needing torch.
+    from hat_cli.core.devices import resolve_device
+    from hat_cli.search import fitness as fitness_module
+
+    task, space, label = request.task, request.space, request.supernet_label or str(request.supernet_dir)
+    data = load_split(request.data_dir, "valid", task.src, task.tgt)
+    model, meta = load_model(request.supernet_dir)
+    if meta.get("kind") != "supertransformer":
+        raise HatError(f"{label} is a SubTransformer; search needs a SuperTransformer (--supernet).")
+    if model.super_shape != space.shape:
+        raise HatError(f"SuperTransformer {label} does not have the shape of search space '{space.name}' that task '{task.name}' uses.")
+    check_data_matches(meta, data, label, model)
+
+    device = resolve_device(request.device)
+    precision = request.precision or fitness_module.default_precision(device)
+    max_tokens = request.max_tokens or fitness_module.default_max_tokens(device)
+    valid = fitness_module.prepare_validation(data, max_tokens, device, request.valid_subset)
+    score = fitness_module.ValidationLoss(model, valid, precision)
+    fingerprint = {
+        "supernet": str(Path(request.supernet_dir).resolve()),
+        "supernet_weights": _file_stamp(Path(request.supernet_dir) / "model.safetensors"),
+        "data_dir": str(Path(request.data_dir).resolve()),
+        "valid_subset": request.valid_subset,
+        "max_tokens": max_tokens,
+        "precision": precision,
+        "device": device.type,
+        "label_smoothing": score.epsilon,
+    }
+    return Fitness(score, device, precision, max_tokens, valid.sentences, valid.target_tokens, fingerprint)
+
+
+# ======================================================================================= the whole run
+def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None, progress=None,
+               log: Callable[[str], None] = lambda message: None) -> dict:
+    """Search with ``algorithm`` (HAT's evolutionary search with its published settings by default), write
+    the outputs; returns the JSON summary (CLI.md fields first)."""
+    algorithm = algorithm or EvolutionarySearch()
+    started = time.perf_counter()
+    task, space = request.task, request.space
+    predict = predict_fn(request.predictor)
+    min_latency = request.min_latency_ms
+    if min_latency is None:
+        min_latency = check_budget(space, request.predictor, request.budget_ms, algorithm.seed, task.name, request.hardware)
+    if min_latency <= 0:
+        log(
+            f"warning: the latency predictor gives {fmt_ms(min_latency)} for some architectures of '{space.name}'; "
+            f"it extrapolates badly (too few measurements?), so treat its budget check with care."
+        )
+
+    fitness = load_fitness(request)
+    setup_seconds = time.perf_counter() - started
+    log(
+        f"search in '{space.name}' under {fmt_ms(request.budget_ms)} on {request.hardware}: {fitness.sentences} validation sentences "
+        f"({fitness.target_tokens} target tokens), {fitness.precision} on {fitness.device}, smallest reachable {fmt_ms(min_latency)}"
+    )
+
+    out = request.out_dir()
+    known = {} if request.fresh else load_scores(out / SCORES_FILE, fitness.fingerprint)
+    if known:
+        log(f"reusing {len(known)} scores of an earlier run with the same SuperTransformer, data and precision in {out} (--fresh ignores them)")
+    saved_scores = dict(known)
+
+    def on_scored(computed: dict) -> None:
+        saved_scores.update(computed)
+        save_scores(out / SCORES_FILE, fitness.fingerprint, saved_scores)
+
+    task_id = None
+    if progress is not None:
+        task_id = progress.add_task(algorithm.name, total=algorithm.iterations, info="")
+
+    def on_iteration(record: IterationRecord) -> None:
+        if progress is not None:
+            progress.update(task_id, advance=1, info=f"best {record.best_loss:.4f} @ {record.best_latency_ms:.1f} ms, {record.evaluations} scored")
+
+    search_started = time.perf_counter()
+    problem = SearchProblem(space, fitness.score, predict, request.budget_ms, min_latency, known, on_iteration, on_scored)
+    result = algorithm.search(problem)
+    search_seconds = time.perf_counter() - search_started
+
+    out.mkdir(parents=True, exist_ok=True)
+    yaml_path = out / "subtransformer.yml"
+    result.best.save_yaml(yaml_path)
+    write_history_csv(out / "history.csv", result)
+    write_explored_csv(out / "explored.csv", result)
+    plotted = plot_front(out / "front.png", result, f"{task.name} on {request.hardware}, budget {budget_label(request.budget_ms)}")
+    if not plotted:
+        log("matplotlib is not installed, so front.png was not drawn (pip install 'hat-cli[plot]').")
+
+    summary = {
+        "config": str(yaml_path),
+        "arch": result.best.to_hat_keys(),
+        "predicted_latency_ms": result.best_latency_ms,
+        "valid_loss": result.best_loss,
+        "evaluations": result.evaluations,
+        "seconds": search_seconds,
+        "task": task.name,
+        "hardware": request.hardware,
+        "latency_budget_ms": request.budget_ms,
+        "min_reachable_latency_ms": min_latency,
+        "hat_evaluations": result.hat_evaluations,
+        "computed_evaluations": result.computed,
+        "reused_evaluations": result.evaluations - result.computed,
+        "rejection_sampling": {"draws": result.draws, "rejected": result.rejected, "fallbacks": result.fallbacks},
+        "setup_seconds": setup_seconds,
+        "seed": algorithm.seed,
+        "settings": {
+            **algorithm.settings(),
+            "algorithm": algorithm.name,
+            "supernet": request.supernet_label or str(request.supernet_dir),
+            "supernet_dir": str(request.supernet_dir),
+            "data_dir": str(request.data_dir),
+            "predictor": request.predictor_label or type(request.predictor).__name__,
+            "precision": fitness.precision,
+            "device": str(fitness.device),
+            "max_tokens": fitness.max_tokens,
+            "valid_subset": request.valid_subset,
+            "valid_sentences": fitness.sentences,
+            "valid_target_tokens": fitness.target_tokens,
+            "label_smoothing": fitness.score.epsilon,
+            "loss_unit": "bits per target token (label-smoothed, as HAT's valid_loss)",
+            "space": space.name,
+            "out": str(out),
+        },
+        "files": {"history": str(out / "history.csv"), "explored": str(out / "explored.csv"), "front": str(out / "front.png") if plotted else None},
+    }
+    if request.verify is not None:
+        if request.timed_shape is None:
+            raise HatError("Verifying the winner's latency needs the task's timed shape (SearchRequest.timed_shape).")
+        summary["verify"] = verify_latency(request.verify, task, request.timed_shape, result.best, result.best_latency_ms,
+                                           request.budget_ms, log)
+    atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ======================================================================================= the score cache
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def load_scores(path: Path, fingerprint: dict) -> dict[SubTransformerConfig, float]:
+    """Scores an earlier (possibly interrupted) run saved, if it scored with the same fitness; else {}."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint:
+        return {}
+    try:
+        return {SubTransformerConfig.from_dict(row["arch"]): float(row["valid_loss"]) for row in doc.get("scores", [])}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+def save_scores(path: Path, fingerprint: dict, scores: Mapping[SubTransformerConfig, float]) -> None:
+    """Every score so far, rewritten atomically after each generation, so an interrupted search resumes."""
+    rows = [{"arch": c.to_dict(), "valid_loss": loss} for c, loss in scores.items()]
+    atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "scores": rows}) + "\n")
+
+
+# ======================================================================================= 4. verification
+def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config: SubTransformerConfig,
+                   predicted_ms: float, budget_ms: float, log) -> dict:
+    """Measure the winner on this machine with the backend's protocol; compare with the prediction."""
+    # Lazily: torch (see load_fitness).
+    from hat_cli.latency.measure import measure_latency
+
+    hw = backend.name
+    warning = backend.foreign_device_warning()
+    if warning:
+        log(f"warning: {warning}")
+    measured = measure_latency(config, backend, task, timed_shape)
+    total = measured.total_ms
+    report = {
+        "measured_latency_ms": total,
+        "predicted_latency_ms": predicted_ms,
+        "prediction_error": (predicted_ms - total) / total if total else None,
+        "within_budget": total <= budget_ms,
+        "measured": measured.to_dict(),
+        "measured_on": "this machine" if backend.local else f"this machine, with {hw}'s protocol (not {hw} itself)",
+    }
+    if total > budget_ms:
+        log(
+            f"warning: the winner measures {total:.1f} ms on this machine, over the {budget_label(budget_ms)} budget "
+            f"(predicted {predicted_ms:.1f} ms)."
+        )
+    return report
