@@ -1,4 +1,4 @@
-"""Raspberry Pi 4 (ARM Cortex-A72), one of HAT's published devices (HAT-SPEC §4)."""
+"""Raspberry Pi 4 (ARM Cortex-A72), one of HAT's published devices (docs/METHOD.md §4)."""
 
 from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
@@ -12,7 +12,7 @@ def register_hardware(register):
             device="cpu",
             precision="fp32",
             # HAT's Raspberry Pi CSVs carry non-zero stds, so they were made with more than the config's
-            # 2 timed runs (HAT-SPEC §12.12); 20 runs as for the other devices.
+            # 2 timed runs (docs/METHOD.md §4.2); 20 runs as for the other devices.
             protocol=MeasurementProtocol(repetitions=20),
             lat_norm=5000.0,
             local=False,

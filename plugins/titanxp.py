@@ -1,4 +1,4 @@
-"""NVIDIA TITAN Xp GPU, one of HAT's published devices (HAT-SPEC §4)."""
+"""NVIDIA TITAN Xp GPU, one of HAT's published devices (docs/METHOD.md §4)."""
 
 from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 
@@ -10,7 +10,7 @@ def register_hardware(register):
             name="titanxp",
             description="NVIDIA TITAN Xp GPU (fp32, CUDA events), as published by HAT",
             device="cuda",
-            precision="fp32",  # the latency datasets were fp32 (HAT-SPEC §4.2)
+            precision="fp32",  # the latency datasets were fp32 (docs/METHOD.md §4.2)
             protocol=MeasurementProtocol(repetitions=20),
             lat_norm=200.0,
             local=False,

@@ -1,4 +1,4 @@
-"""Intel Xeon E5-2640 CPU, one of HAT's published devices (HAT-SPEC §4)."""
+"""Intel Xeon E5-2640 CPU, one of HAT's published devices (docs/METHOD.md §4)."""
 
 from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
 

@@ -1,17 +1,18 @@
-"""Shared fixtures: where the real data lives, and the published zoo facts."""
+"""Shared fixtures: where the real data lives, and the published zoo facts (from model_zoo.toml)."""
 
 from __future__ import annotations
 
-import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from hat_cli.core import paths
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HAT_SHARED_DIR", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
-ZOO_JSON = SHARED / "design" / "hat-zoo.json"
 
 # Keep test subprocesses quiet and deterministic.
 os.environ.setdefault("HAT_NO_PROGRESS", "1")
@@ -31,6 +32,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def published_models() -> list[dict]:
-    """The 44 published SubTransformers of hat-zoo.json."""
-    entries = json.loads(require(ZOO_JSON).read_text())
-    return [e for e in entries if e["kind"] == "subtransformer"]
+    """The 44 published SubTransformers of the shipped model_zoo.toml, by name: name, task, yaml (HAT's 10
+    keys as published), params (non-embedding) and flops (without the last layer)."""
+    table = tomllib.loads((paths.CONFIG_DIR / "model_zoo.toml").read_text(encoding="utf-8"))["models"]
+    return [{"name": name, "task": m["task"], "yaml": m["arch"], "params": m["params"], "flops": m["flops"]}
+            for name, m in sorted(table.items()) if m["kind"] == "subtransformer"]

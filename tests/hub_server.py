@@ -1,6 +1,6 @@
 """A small Hugging Face Hub stand-in on 127.0.0.1 for tests (standard library only).
 
-It answers what the real `huggingface_hub` client asks (see shared/design/HUB-TESTING.md):
+It answers what the real `huggingface_hub` client asks:
 `HEAD`/`GET /{repo}/resolve/{revision}/{file}` with `X-Repo-Commit`, `ETag`, `Content-Length` and the
 `X-Error-Code` of misses; `/api/models/{repo}/revision/{rev}` and `/tree/{rev}`; and, for `hat zoo push`,
 `/api/repos/create`, `/api/models/{repo}/preupload/{rev}` (every file "regular") and

@@ -69,7 +69,7 @@ def test_profile_json_matches_the_published_counts(tmp_path, published_models):
     result = run_hat("profile", str(path), "--task", "wmt14.en-de", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["params"] == entry["params_nonembed"] and doc["flops"] == entry["flops_wo_last"]
+    assert doc["params"] == entry["params"] and doc["flops"] == entry["flops"]
 
 
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
@@ -87,7 +87,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
 def test_out_of_space_architecture_is_refused_with_the_field_named(tmp_path, published_models):
     from hat_cli.model.space import SubTransformerConfig
 
-    entry = next(e for e in published_models if e["task"] == "wmt14ende")
+    entry = next(e for e in published_models if e["task"] == "wmt14.en-de")
     path = tmp_path / "arch.yml"
     SubTransformerConfig.from_mapping(entry["yaml"]).save_yaml(path)
     # A WMT architecture does not fit the demo task's tiny SuperTransformer.

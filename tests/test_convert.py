@@ -1,4 +1,4 @@
-"""`hat zoo convert`: original HAT checkpoints (HAT-SPEC §7) read safely and turned into compact models
+"""`hat zoo convert`: original HAT checkpoints (docs/METHOD.md §9) read safely and turned into compact models
 whose outputs equal the original SuperTransformer running that architecture."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hat_cli.model.space import SubTransformerConfig, SuperShape  # noqa: E402
 from hat_cli.zoo import catalogue, convert  # noqa: E402
 
 # Small shapes with the published structure: WMT-like (shared table, 8 heads) and IWSLT-like
-# (separate tables + decoder.embed_out, 4 heads); the real §7.2 sizes run in the slow tests.
+# (separate tables + decoder.embed_out, 4 heads); the real sizes (docs/METHOD.md §9.2) run in the slow tests.
 SMALL_WMT = SuperShape(64, 64, 96, 96, 6, 6, 8, 8, 64)
 SMALL_IWSLT = SuperShape(64, 64, 64, 64, 6, 6, 4, 4, 64)
 
@@ -249,11 +249,11 @@ def test_published_predictor_file_reads_safely(tmp_path):
     ids=["wmt-super-shape", "iwslt-super-shape"],
 )
 def test_published_shapes_convert_exactly(tmp_path, zoo_name, vocab, share, legacy):
-    """The real §7.2 super shapes (640 wide, FFN 3072/2048, 6+6 layers, Q 512), a published architecture."""
+    """The real super shapes (docs/METHOD.md §9.2) (640 wide, FFN 3072/2048, 6+6 layers, Q 512), a published architecture."""
     entry = catalogue.resolve(zoo_name)
     torch.manual_seed(2)
     model = fp16_rounded(TransformerModel.supertransformer(entry.super_shape, vocab[0], vocab[1], share))
-    expected_keys = 186 if share else 187  # HAT-SPEC §7.2, version and _float_tensor buffers included
+    expected_keys = 186 if share else 187  # docs/METHOD.md §9.2, version and _float_tensor buffers included
     ckpt = write_original_checkpoint(
         tmp_path / f"{zoo_name}.pt", model, legacy=legacy, fp16=share,
         arch_name=entry.labels["hat_arch"], data="data/binary/" + ("wmt16_en_de" if share else "iwslt14_de_en"),

@@ -1,4 +1,4 @@
-"""Build checkpoints in the exact layout of HAT's released `.pt` files (HAT-SPEC §7.1, §7.2), for tests.
+"""Build checkpoints in the exact layout of HAT's released `.pt` files (docs/METHOD.md §9.1, §9.2), for tests.
 
 `fairseq` is not installed: a stand-in `fairseq.meters` module with fairseq 0.8's three meter classes is
 put into `sys.modules` only while pickling (so the pickle names `fairseq.meters.AverageMeter` etc.) and

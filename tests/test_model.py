@@ -1,4 +1,4 @@
-"""The SuperTransformer, standalone SubTransformers and incremental decoding (HAT-SPEC §2, §7.6)."""
+"""The SuperTransformer, standalone SubTransformers and incremental decoding (docs/METHOD.md §2, §9.3)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_state_dict_names_and_shapes_are_hats():
     assert wmt_state["decoder.layers.3.fc1.weight"].shape == (3072, 640)
     assert iwslt_state["decoder.embed_out"].shape == (6632, 640)
     assert iwslt_state["encoder.layers.0.fc2.weight"].shape == (640, 2048)
-    # Parameter totals of HAT-SPEC §7.2 (a shared table counts once).
+    # Parameter totals of docs/METHOD.md §9.2 (a shared table counts once).
     assert sum(p.numel() for p in wmt.parameters()) == 91_872_512
     assert sum(p.numel() for n, p in wmt.named_parameters() if "embed" not in n) == 70_900_992
     assert sum(p.numel() for p in iwslt.parameters()) == 69_311_744

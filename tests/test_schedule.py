@@ -1,4 +1,4 @@
-"""The lr schedules against fairseq 0.8's formulas at known points (HAT-SPEC §3.1)."""
+"""The lr schedules against fairseq 0.8's formulas at known points (docs/METHOD.md §3.1)."""
 
 import math
 

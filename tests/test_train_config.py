@@ -1,4 +1,4 @@
-"""Per-task published defaults (HAT-SPEC §3.2) and how YAML / CLI overrides resolve."""
+"""Per-task published defaults (docs/METHOD.md §3.2) and how YAML / CLI overrides resolve."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Label-smoothed cross entropy against a direct per-token formula (HAT-SPEC §3.1)."""
+"""Label-smoothed cross entropy against a direct per-token formula (docs/METHOD.md §3.1)."""
 
 import math
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,13 @@ from hat_cli import resolve
 from hat_cli.cli.app import app
 from hat_cli.core import paths
 from hat_cli.core.errors import HatError
-from hat_cli.model.space import SubTransformerConfig
+from hat_cli.latency.backends import load_hardware
+from hat_cli.model.counting import count_flops, count_params
+from hat_cli.tasks import get_task
 from hat_cli.zoo import catalogue as zoo
 
 REPO = Path(__file__).resolve().parents[1]
-HAT_ZOO_JSON = REPO.parent / "shared" / "design" / "hat-zoo.json"
-TASK_NAMES = {"iwslt14deen": "iwslt14.de-en", "wmt14ende": "wmt14.en-de", "wmt14enfr": "wmt14.en-fr", "wmt19ende": "wmt19.en-de"}
+HARDWARE = {"raspberrypi", "xeon", "titanxp"}
 
 
 @pytest.fixture(autouse=True)
@@ -27,41 +26,41 @@ def shipped_zoo(monkeypatch):
     monkeypatch.delenv(paths.ZOO_FILE_ENV, raising=False)
 
 
-@pytest.fixture(scope="module")
-def published():
-    if not HAT_ZOO_JSON.is_file():
-        pytest.skip(f"{HAT_ZOO_JSON} (the published facts) is not present")
-    return {m["name"]: m for m in json.loads(HAT_ZOO_JSON.read_text())}
-
-
-def test_shipped_table_lists_all_48_models_with_published_facts(published):
+def test_shipped_table_lists_all_48_models_and_its_facts_agree():
+    """model_zoo.toml is the source of truth; its facts must agree with each other: the name spells the task,
+    device, latency and BLEU; the architecture lies in the task's space; parameters and FLOPs follow from it."""
     table = zoo.load_zoo()
-    assert set(table.models) == set(published)
+    assert len(table.models) == 48
     assert sum(m.kind == "subtransformer" for m in table.models.values()) == 44
     assert sum(m.kind == "supertransformer" for m in table.models.values()) == 4
-    for name, fact in published.items():
-        entry = table.models[name]
-        assert entry.task == TASK_NAMES[fact["task"]]
-        assert entry.original_url == fact["download_url"]
-        assert entry.share_all_embeddings == fact["share_all_embeddings"]
-        assert entry.super_shape.to_dict() == fact["supertransformer_shape"]
+    for name, entry in table.models.items():
+        task = get_task(entry.task)
+        assert entry.super_shape == resolve.search_space(None, task).shape or entry.kind == "subtransformer"
+        assert entry.share_all_embeddings == task.share_all_embeddings
+        assert entry.original_url.startswith("https://www.dropbox.com/") and name in entry.original_url
         assert "@" not in entry.hub.repo and entry.hub.filename == "model.safetensors"
         assert entry.hub.sha256 == ""  # honest: nothing is published on the Hub yet
-        if entry.kind == "subtransformer":
-            assert (entry.hardware, entry.latency_ms, entry.bleu, entry.sacrebleu) == (
-                fact["hardware"], fact["latency_ms"], fact["bleu"], fact["sacrebleu"])
-            assert (entry.params, entry.flops) == (fact["params_nonembed"], fact["flops_wo_last"])
-            assert entry.architecture() == SubTransformerConfig.from_nested(fact["config"])
-            assert dict(entry.arch_keys) == fact["yaml"]
+        if entry.kind == "supertransformer":
+            assert name == f"HAT_{task.zoo_key}_super_{entry.search_space}"
+            continue
+        assert entry.hardware in HARDWARE
+        assert name == f"HAT_{task.zoo_key}_{entry.hardware}@{entry.labels['latency_label']}_bleu@{entry.bleu}"
+        seconds = entry.labels["latency_label"].endswith("s") and not entry.labels["latency_label"].endswith("ms")
+        assert entry.latency_ms == pytest.approx(float(entry.labels["latency_label"].rstrip("ms")) * (1000 if seconds else 1))
+        arch = entry.architecture()
+        arch.validate(resolve.search_space(None, task))
+        assert dict(entry.arch_keys) == arch.to_hat_keys()
+        assert (entry.params, entry.flops) == (count_params(arch), count_flops(arch, task.dummy_length))
+        assert entry.sacrebleu < entry.bleu
 
 
 def test_super_params_follow_hat_accounting():
-    # HAT-SPEC §7.2: WMT 70,900,992 and IWSLT 55,160,064 parameters without embeddings
+    # docs/METHOD.md §9.2: WMT 70,900,992 and IWSLT 55,160,064 parameters without embeddings
     assert zoo.resolve("HAT_wmt14ende_super_space0").params == 70_900_992
     assert zoo.resolve("HAT_iwslt14deen_super_space1").params == 55_160_064
 
 
-def test_eight_published_predictors(published):
+def test_eight_published_predictors():
     predictors = zoo.load_zoo().predictors
     assert len(predictors) == 8
     p = zoo.published_predictor("xeon", "wmt14.en-de")
@@ -69,11 +68,18 @@ def test_eight_published_predictors(published):
     assert p.feature_norm == (640, 6, 2048, 6, 640, 6, 2048, 6, 6, 2)
     assert p.original_url.endswith("/latency_dataset/predictors/wmt14ende_cpu_xeon.pt")
     assert zoo.published_predictor("raspberrypi", "wmt14enfr").lat_norm == 5000
-    for fact in published.values():
-        if "latency_predictor" in fact:
-            assert zoo.resolve(fact["name"]).predictor == Path(fact["latency_predictor"]["ckpt"]).stem
+    for entry in zoo.models(kind="subtransformer"):  # each model names the predictor of its device and task
+        assert entry.predictor == zoo.published_predictor(entry.hardware, entry.task).name
     with pytest.raises(HatError, match="no latency predictor for raspberrypi on iwslt14.de-en"):
         zoo.published_predictor("raspberrypi", "iwslt14.de-en")
+
+
+def test_backends_name_the_published_predictors_of_their_device():
+    """What a backend's published_predictors names is what resolve falls back to (docs/ARCHITECTURE.md)."""
+    for backend in load_hardware().backends.values():
+        for task, name in backend.published_predictors.items():
+            entry = zoo.predictor_entry(name)
+            assert (entry.hardware, entry.task) == (backend.name, task)
 
 
 def test_prefix_resolution():
@@ -102,7 +108,7 @@ def test_architecture_and_task_helpers():
     assert len(zoo.models(task="wmt14.en-fr", hardware="raspberrypi")) == 6
 
 
-def test_list_json_shows_all_48_with_published_numbers(published):
+def test_list_json_shows_all_48_with_published_numbers():
     result = CliRunner().invoke(app, ["zoo", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -113,10 +119,8 @@ def test_list_json_shows_all_48_with_published_numbers(published):
         "name": "HAT_wmt14ende_raspberrypi@3.5s_bleu@25.8", "kind": "subtransformer", "task": "wmt14.en-de",
         "hardware": "raspberrypi", "latency_ms": 3500.0, "bleu": 25.8, "sacrebleu": 25.6, "params": 25_217_536,
     }
-    for name, fact in published.items():
-        if fact["kind"] == "subtransformer":
-            assert (by_name[name]["bleu"], by_name[name]["sacrebleu"], by_name[name]["params"]) == (
-                fact["bleu"], fact["sacrebleu"], fact["params_nonembed"])
+    for entry in zoo.models():
+        assert by_name[entry.name] == entry.summary()
 
 
 def test_list_filters_and_table():
@@ -143,14 +147,12 @@ def test_info_json_and_errors(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "give more of the name" in result.output
 
 
-def test_configs_symlink_and_generator_reproduce_the_table(published):
-    link = REPO / "configs" / "model_zoo.toml"
-    assert link.is_symlink() and link.resolve() == (REPO / "model_zoo.toml").resolve()
-    generated = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build_zoo_toml.py"), str(HAT_ZOO_JSON)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    assert generated == (REPO / "model_zoo.toml").read_text(encoding="utf-8")
+def test_the_table_ships_inside_hat_configs():
+    shipped = REPO / "configs" / "model_zoo.toml"
+    assert shipped.is_file() and not shipped.is_symlink()  # what a wheel carries
+    assert paths.zoo_file() == paths.CONFIG_DIR / "model_zoo.toml"
+    root = REPO / "model_zoo.toml"  # the copy at the root, for readers, is a link to it
+    assert root.is_symlink() and root.resolve() == shipped.resolve()
 
 
 def test_broken_table_is_a_clean_error(tmp_path, monkeypatch):

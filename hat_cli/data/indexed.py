@@ -1,6 +1,6 @@
 """fairseq's binarized datasets: ``.bin`` (token ids back to back) + ``.idx`` (sizes and offsets).
 
-The mmap format (``--dataset-impl mmap``, HAT-SPEC §7.5) is what we write:
+The mmap format (``--dataset-impl mmap``, docs/METHOD.md §9.4) is what we write:
 ``.idx`` = magic ``MMIDIDX\\x00\\x00``, u64 version 1, u8 dtype code, u64 count, int32 sizes[count],
 int64 byte offsets[count]. The older "cached"/"lazy" format (magic ``TNTIDX\\x00\\x00``) is read too,
 so any fairseq data directory loads; it stores every id plus one (a Lua-era convention fairseq's

@@ -1,4 +1,4 @@
-"""The published preprocessing recipes (HAT-SPEC §10), one function per task, reading like the
+"""The published preprocessing recipes (docs/METHOD.md §10), one function per task, reading like the
 original shell scripts: which files, which Moses steps, cleaning, splits, BPE merges, dictionaries.
 
 Each ``build_*`` function turns the source files (found through ``Workspace``) into the final BPE'd

@@ -1,4 +1,4 @@
-"""BLEU exactly as HAT reported it (HAT-SPEC §8).
+"""BLEU exactly as HAT reported it (docs/METHOD.md §7).
 
 Two numbers per test run:
 

@@ -1,6 +1,6 @@
 """`hat test`: translate a split of prepared data with a model directory and score it as HAT did.
 
-HAT-SPEC §8: ``generate.py --batch-size 128 --remove-bpe`` with beam 4 / lenpen 0.6 (WMT) or beam 5
+docs/METHOD.md §7: ``generate.py --batch-size 128 --remove-bpe`` with beam 4 / lenpen 0.6 (WMT) or beam 5
 (IWSLT), then "normal" tokenized BLEU with the compound split and SacreBLEU on detokenized text. The
 references are the target side of the binarized split with BPE removed and ``<unk>`` escaped as
 ``<<unk>>`` (the ``T-`` lines of generate.py), hypotheses the best beam with BPE removed.
@@ -167,7 +167,7 @@ def evaluate(
     label: Optional[str] = None,
 ) -> TestResult:
     """Translate ``subset`` of the task's prepared data with the model in ``model_dir`` and score it
-    (HAT-SPEC §8). ``arch`` runs that SubTransformer inside a SuperTransformer; ``label`` names the model
+    (docs/METHOD.md §7). ``arch`` runs that SubTransformer inside a SuperTransformer; ``label`` names the model
     in messages and outputs (default: the directory)."""
     label = label or str(model_dir)
     if subset not in ("test", "valid"):

@@ -41,7 +41,7 @@ class HardwareSpecs:
 
 @dataclass(frozen=True)
 class MeasurementProtocol:
-    """How one architecture is timed (HAT-SPEC §4.1-4.2)."""
+    """How one architecture is timed (docs/METHOD.md §4.1-4.2)."""
 
     beam: int = 5  # hypotheses decoded at once (HAT's --beam default, not the test beam 4)
     warmup: int = 5  # untimed encoder runs and untimed full-length decoder runs

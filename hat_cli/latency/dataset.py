@@ -1,4 +1,4 @@
-"""Latency datasets: HAT's CSV (HAT-SPEC §4.4) extended with per-layer columns and measurement metadata.
+"""Latency datasets: HAT's CSV (docs/METHOD.md §4.4) extended with per-layer columns and measurement metadata.
 
 The first 14 columns are exactly HAT's, so HAT's own tools read our files; then the per-layer
 architecture (so predictors can use more than averages), then where/how each row was measured.
@@ -26,7 +26,7 @@ from hat_cli.core.files import atomic_write_text
 from hat_cli.model.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, FEATURE_NAMES, SearchSpace, SubTransformerConfig
 
 LATENCY_COLUMNS = ("latency_mean_encoder", "latency_mean_decoder", "latency_std_encoder", "latency_std_decoder")
-HAT_COLUMNS: tuple[str, ...] = FEATURE_NAMES + LATENCY_COLUMNS  # HAT-SPEC §4.4, exact names and order
+HAT_COLUMNS: tuple[str, ...] = FEATURE_NAMES + LATENCY_COLUMNS  # docs/METHOD.md §4.4, exact names and order
 METADATA_COLUMNS = (
     "hardware",
     "device",

@@ -1,4 +1,4 @@
-"""HAT's latency measurement protocol (HAT-SPEC §4.1-4.2) on the extracted standalone SubTransformer.
+"""HAT's latency measurement protocol (docs/METHOD.md §4.1-4.2) on the extracted standalone SubTransformer.
 
 Batch 1, a dummy source [2, 7, 7, ...] of the task's length L (30 WMT, 23 IWSLT); the encoder once; the
 decoder incrementally for L steps with `beam` hypotheses at once, each step including the projection to
@@ -11,7 +11,7 @@ a seeded random spacer each time) and pools their kept runs: on an H200 where a 
 moves its time by 0.3%, more than its runs differ, so one placement per sample is a noisy draw.
 
 Modes: ``inference`` (default) = eval mode under ``torch.inference_mode()``, what a deployed model does;
-``published`` = training mode with autograd on, the way HAT's scripts timed (HAT-SPEC §12.10), for
+``published`` = training mode with autograd on, the way HAT's scripts timed (docs/METHOD.md §4.5), for
 reproducing published numbers.
 """
 
@@ -144,7 +144,7 @@ class LatencyMeter:
         return _WallTimer()
 
     def measure(self, config: SubTransformerConfig, model: Any = None) -> LatencyMeasurement:
-        """Encoder and decoder latency of ``config`` (HAT-SPEC §4.2), in ms, pooled over the protocol's instances."""
+        """Encoder and decoder latency of ``config`` (docs/METHOD.md §4.2), in ms, pooled over the protocol's instances."""
         p = self.protocol
         model = model if model is not None else self.build(config)
         length = self.length

@@ -1,4 +1,4 @@
-"""Model size and FLOPs with HAT's accounting (HAT-SPEC §2.10, §9).
+"""Model size and FLOPs with HAT's accounting (docs/METHOD.md §2.6, §8).
 
 HAT counts parameters without embeddings and output projection (in-proj biases always at full 3·Q), and
 FLOPs as 2·MACs that torchprofile traced on a teacher-forced forward of one dummy sentence (L = 30 WMT,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from hat_cli.model.space import SubTransformerConfig
 
-# Scalar multiplies torchprofile counted per layer in HAT's traced training-mode graph (HAT-SPEC §9).
+# Scalar multiplies torchprofile counted per layer in HAT's traced training-mode graph (docs/METHOD.md §8).
 _ENCODER_LAYER_SCALAR_OPS = 3
 _DECODER_LAYER_SCALAR_OPS = 6
 

@@ -1,6 +1,6 @@
 """Greedy and beam search over the incremental decoder, as fairseq 0.8's SequenceGenerator does it.
 
-HAT's ``generate.py`` is fairseq 0.8's beam search (HAT-SPEC §8): per step, the top ``2·beam`` candidates
+HAT's ``generate.py`` is fairseq 0.8's beam search (docs/METHOD.md §7): per step, the top ``2·beam`` candidates
 of all beams of a sentence (only beam 0 at the first step); end-of-sentence candidates among the first
 ``beam`` are *finalised* (score = summed log-probabilities / length**lenpen, length counting the EOS) until
 a sentence holds ``beam`` finished hypotheses; the first ``beam`` non-EOS candidates continue. A sentence
@@ -33,7 +33,7 @@ NEG_INF = -math.inf
 
 @dataclass
 class SearchSettings:
-    """fairseq 0.8 generation defaults; HAT's test.sh adds beam/lenpen per task (HAT-SPEC §8)."""
+    """fairseq 0.8 generation defaults; HAT's test.sh adds beam/lenpen per task (docs/METHOD.md §7)."""
 
     beam: int = 5
     lenpen: float = 1.0

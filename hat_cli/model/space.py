@@ -1,8 +1,8 @@
 """Search spaces and SubTransformer architectures in HAT's own file formats.
 
-A *search space* is HAT's SuperTransformer YAML (HAT-SPEC §1.2 a): the allocated ("super") shape plus
+A *search space* is HAT's SuperTransformer YAML (docs/METHOD.md §1.2): the allocated ("super") shape plus
 the choice list of every knob. A *SubTransformerConfig* is one architecture in that space, read from and
-written to HAT's 10-key YAML (§1.2 b) byte for byte as the published files are laid out.
+written to HAT's 10-key YAML (docs/METHOD.md §1.3) byte for byte as the published files are laid out.
 No torch here: resolving `--arch` and `--task` must stay cheap.
 """
 
@@ -61,7 +61,7 @@ DECODER_LIST_FIELDS = (
     "decoder_arbitrary_ende_attn",
 )
 
-# The 10 latency features of HAT-SPEC §4.4, in CSV order.
+# HAT's 10 latency features (docs/METHOD.md §1.6), in CSV order.
 FEATURE_NAMES: tuple[str, ...] = (
     "encoder_embed_dim",
     "encoder_layer_num",
@@ -216,7 +216,7 @@ class SearchSpace:
         )
 
     def sample(self, rng: random.Random) -> "SubTransformerConfig":
-        """Draw one architecture uniformly, in the exact call order of HAT's sampler (HAT-SPEC §1.5).
+        """Draw one architecture uniformly, in the exact call order of HAT's sampler (docs/METHOD.md §1.5).
 
         With ``rng = random.Random(n)`` this reproduces HAT's ``sample_configs(..., rand_seed=n)``.
         """
@@ -308,7 +308,7 @@ class SubTransformerConfig:
 
     @classmethod
     def from_nested(cls, nested: Mapping[str, Mapping[str, Any]]) -> "SubTransformerConfig":
-        """From HAT's internal nested dict (HAT-SPEC §1.3), e.g. the ``config`` field of hat-zoo.json."""
+        """From HAT's internal nested dict (docs/METHOD.md §1.3), as the original code passes architectures around."""
         enc, dec = nested["encoder"], nested["decoder"]
         el, dl = int(enc["encoder_layer_num"]), int(dec["decoder_layer_num"])
         return cls(
@@ -392,7 +392,7 @@ class SubTransformerConfig:
 
     # ----------------------------------------------------------------------------------- features
     def features(self) -> list[float]:
-        """HAT's 10 latency features (HAT-SPEC §4.4): dims, layer counts and per-layer averages."""
+        """HAT's 10 latency features (docs/METHOD.md §1.6): dims, layer counts and per-layer averages."""
         def mean(values: Iterable[float]) -> float:
             values = list(values)
             return sum(values) / len(values)

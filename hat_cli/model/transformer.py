@@ -1,9 +1,9 @@
 """HAT's SuperTransformer and its SubTransformers in plain PyTorch, with one set of layer code.
 
 Every tensor is allocated once (at super size for a SuperTransformer, at the architecture's own size for a
-compact SubTransformer) and a forward pass uses the *leading slice* each architecture needs (HAT-SPEC §2).
+compact SubTransformer) and a forward pass uses the *leading slice* each architecture needs (docs/METHOD.md §2).
 Slices are taken at forward time, never cached, so `.half()`, `.to()` and `load_state_dict` cannot leave
-stale views behind (the trap of HAT-SPEC §12.23). State-dict names are exactly fairseq/HAT's, so original
+stale views behind (the trap of docs/METHOD.md §2.1). State-dict names are exactly fairseq/HAT's, so original
 checkpoints load by name.
 
 Layout is batch-first ([batch, time, channels]) throughout; attention goes through
@@ -100,7 +100,7 @@ def sinusoid_table(num_positions: int, width: int, padding_idx: int = PAD) -> Te
     """fairseq's sinusoid table at ``width`` columns: [sin(p·f_0..), cos(p·f_0..)], pad row zero.
 
     HAT builds it at the *super* width and slices it, so a 512-wide model sees all 320 sines of the 640-wide
-    table followed by 192 cosines (HAT-SPEC §2.3); callers pass the super width here.
+    table followed by 192 cosines (docs/METHOD.md §2.3); callers pass the super width here.
     """
     half = width // 2
     step = math.log(10000) / (half - 1)
@@ -303,7 +303,7 @@ class DecoderLayer(nn.Module):
 
 @dataclass
 class Dropouts:
-    """Effective dropout rates of one forward pass (HAT scales them by sample/super width, §2.8)."""
+    """Effective dropout rates of one forward pass (HAT scales them by sample/super width, docs/METHOD.md §2.5)."""
 
     training: bool
     residual: float
@@ -325,7 +325,7 @@ class EncoderMemory:
 @dataclass
 class EncoderOutput:
     out: Tensor  # [B, S, E], the last encoder layer
-    layer_outputs: list[Tensor]  # outputs of the super encoder layers, identity layers repeating (HAT §1.4)
+    layer_outputs: list[Tensor]  # outputs of the super encoder layers, identity layers repeating (docs/METHOD.md §1.4)
     padding_mask: Optional[Tensor]  # [B, S] bool, True at pads
     _memory: dict = field(default_factory=dict, repr=False)
 
@@ -333,7 +333,7 @@ class EncoderOutput:
         if layers_attended not in self._memory:
             if layers_attended > len(self.layer_outputs):
                 raise ValueError(f"cannot attend to {layers_attended} encoder layers; the encoder has {len(self.layer_outputs)}")
-            # [last ; second-last ; third-last], one softmax over all of them (HAT-SPEC §1.4).
+            # [last ; second-last ; third-last], one softmax over all of them (docs/METHOD.md §1.4).
             parts = [self.out] + [self.layer_outputs[-i] for i in range(2, layers_attended + 1)]
             keys = torch.cat(parts, dim=1) if len(parts) > 1 else self.out
             mask = None
@@ -422,7 +422,7 @@ class TransformerModel(nn.Module):
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
         self.padding_idx = padding_idx
-        # HAT leaves the encoder self-attention residual dropout unscaled (HAT-SPEC §2.8, §12.5).
+        # HAT leaves the encoder self-attention residual dropout unscaled (docs/METHOD.md §2.5).
         self.hat_dropout_quirk = hat_dropout_quirk
 
         # One shared table serves both sides, so it must be as wide as the wider of the two.
@@ -440,7 +440,7 @@ class TransformerModel(nn.Module):
     def _init_embeddings(self) -> None:
         if _SKIP_INIT:
             return
-        # std from the *super* width, as HAT initialises its super tables (HAT-SPEC §2.2).
+        # std from the *super* width, as HAT initialises its super tables (docs/METHOD.md §2.2).
         for table in (self.encoder.embed_tokens.weight, self.decoder.embed_tokens.weight):
             nn.init.normal_(table, mean=0.0, std=self.super_shape.encoder_embed_dim**-0.5)
             with torch.no_grad():
@@ -531,7 +531,7 @@ class TransformerModel(nn.Module):
         for i in range(config.encoder_layer_num):
             x = enc.layers[i](x, mask, dim, config.encoder_ffn_embed_dim[i], config.encoder_self_attention_heads[i], drop)
             outputs.append(x)
-        # Identity super layers still append their input (HAT-SPEC §1.4), so -2/-3 index the super list.
+        # Identity super layers still append their input (docs/METHOD.md §1.4), so -2/-3 index the super list.
         outputs.extend([x] * (self.super_shape.encoder_layers - config.encoder_layer_num))
         return EncoderOutput(x, outputs, padding)
 
@@ -597,7 +597,7 @@ def full_config(shape: SuperShape) -> SubTransformerConfig:
 # ------------------------------------------------------------------------------------- extraction
 @torch.no_grad()
 def extract_subtransformer(model: TransformerModel, config: SubTransformerConfig) -> TransformerModel:
-    """A compact model holding only the leading slices ``config`` uses (HAT-SPEC §7.6); same outputs."""
+    """A compact model holding only the leading slices ``config`` uses (docs/METHOD.md §9.3); same outputs."""
     if not model.dims.can_run(config):
         raise ValueError("the architecture does not fit inside this model")
     reference = model.output_weight()

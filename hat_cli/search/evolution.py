@@ -1,6 +1,6 @@
 """HAT's evolutionary search: one implementation of :class:`~hat_cli.search.algorithm.SearchAlgorithm`.
 
-The algorithm is HAT's (HAT-SPEC §6): a flat gene per architecture, a population of 125 drawn uniformly
+The algorithm is HAT's (docs/METHOD.md §6): a flat gene per architecture, a population of 125 drawn uniformly
 and kept only if the predicted latency meets the budget, then per iteration: score the population, keep
 the best 25 as parents, add 50 mutants (each gene redrawn with probability 0.3) and 50 crossovers (each
 gene from one of two distinct parents with probability 0.5), redrawing any child over the budget.
@@ -34,7 +34,7 @@ Gene = tuple[int, ...]
 
 
 class Genome:
-    """HAT's gene layout (HAT-SPEC §6) for one search space.
+    """HAT's gene layout (docs/METHOD.md §6) for one search space.
 
     [enc embed, enc layers, enc FFN x Le, enc heads x Le, dec embed, dec layers, dec FFN x Ld,
      dec self heads x Ld, dec ende heads x Ld, dec arbitrary x Ld], Le/Ld = the super layer counts.
@@ -113,7 +113,7 @@ class Genome:
 
 @dataclass(frozen=True)
 class EvolutionSettings:
-    """HAT's published search settings (HAT-SPEC §6) plus the bound on redraws."""
+    """HAT's published search settings (docs/METHOD.md §6) plus the bound on redraws."""
 
     population: int = 125
     parents: int = 25

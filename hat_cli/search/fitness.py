@@ -1,6 +1,6 @@
 """Scoring SubTransformers for the search: validation loss with weights inherited from the SuperTransformer.
 
-The score is HAT's (HAT-SPEC §6, §3.1): the label-smoothed cross entropy (eps 0.1) summed over every
+The score is HAT's (docs/METHOD.md §6, §3.1): the label-smoothed cross entropy (eps 0.1) summed over every
 non-pad target token of the validation set, divided by the number of those tokens, in bits. Eval mode,
 no dropout.
 
@@ -31,7 +31,7 @@ from hat_cli.model.space import SubTransformerConfig
 from hat_cli.training.loss import label_smoothed_nll_loss
 
 PRECISIONS = ("bf16", "fp32")
-LABEL_SMOOTHING = 0.1  # HAT's criterion setting for every task (HAT-SPEC §3.1)
+LABEL_SMOOTHING = 0.1  # HAT's criterion setting for every task (docs/METHOD.md §3.1)
 
 
 @dataclass

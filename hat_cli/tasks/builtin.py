@@ -9,7 +9,7 @@ from __future__ import annotations
 from hat_cli.tasks.record import Task
 
 # ------------------------------------------------------------------------------------------------ training
-# HAT-SPEC §3.2, configs/<task>/supertransformer/*.yml. WMT published: 8 GPUs x update-freq 16 x 4096 tokens
+# docs/METHOD.md §3.2, configs/<task>/supertransformer/*.yml. WMT published: 8 GPUs x update-freq 16 x 4096 tokens
 # = 524k tokens per update. Our default reaches the same tokens per update on ONE GPU with big micro-batches
 # (32768 x 16); with N GPUs pass --update-freq 16/N to keep it.
 _WMT_SUPER = dict(
@@ -45,7 +45,7 @@ _WMT_SUB = {**_WMT_SUPER, "warmup_updates": 4000}
 _IWSLT_SUB = {**_IWSLT_SUPER, "warmup_updates": 4000}
 
 # ------------------------------------------------------------------------------------------------ tasks
-# Timed vocabularies: WMT'14 En-De's joined dictionary has 32768 symbols (HAT-SPEC §7.5); the En-Fr and WMT'19
+# Timed vocabularies: WMT'14 En-De's joined dictionary has 32768 symbols (docs/METHOD.md §9.4); the En-Fr and WMT'19
 # dictionaries are not available here, so they use the same 32768 (an assumption; a CSV names its task).
 # IWSLT: 8848 de / 6632 en.
 BUILTIN_TASKS: tuple[Task, ...] = (

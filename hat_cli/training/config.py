@@ -35,11 +35,11 @@ class TrainingConfig:
     weight_decay: float = 0.0
     clip_norm: float = 0.0  # 0 disables clipping
     label_smoothing: float = 0.1
-    # regularisation (super-width values; the model scales them per SubTransformer, HAT-SPEC §2.8)
+    # regularisation (super-width values; the model scales them per SubTransformer, docs/METHOD.md §2.5)
     dropout: float = 0.3
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
-    # HAT's encoder self-attention residual dropout is unscaled (HAT-SPEC §2.8, §12.5); kept for faithfulness.
+    # HAT's encoder self-attention residual dropout is unscaled (docs/METHOD.md §2.5); kept for faithfulness.
     unscaled_encoder_attn_dropout: bool = True
     # batching
     max_tokens: int = 4096  # per micro-batch per GPU (source or target side, whichever is longer)

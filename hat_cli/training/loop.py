@@ -1,4 +1,4 @@
-"""SuperTransformer and SubTransformer training (HAT-SPEC §3), resumable and multi-GPU.
+"""SuperTransformer and SubTransformer training (docs/METHOD.md §3), resumable and multi-GPU.
 
 One loop serves both kinds of run:
 
@@ -6,7 +6,7 @@ One loop serves both kinds of run:
   ``space.sample(random.Random(arch_seed_offset + update))`` (HAT reseeds the *global* RNG with the update
   number; a local Random gives the same sequence without touching anyone else's randomness);
 - ``sub``: one fixed architecture, as a compact model (default: init and memory fit its real shapes) or,
-  with ``inside_supernet``, as a slice of a freshly initialised super-shaped model (the published way, §3.3).
+  with ``inside_supernet``, as a slice of a freshly initialised super-shaped model (the published way, docs/METHOD.md §3.3).
 
 Exact resumption: every source of randomness is a function of (seed, update, micro-batch index) —
 the architecture, the dropout masks (the torch RNG is reseeded before each micro-batch), the data order
@@ -351,7 +351,7 @@ class Validator:
 # ------------------------------------------------------------------------------------------------ the loop
 def validation_configs(run: TrainRun) -> dict[str, SubTransformerConfig]:
     if run.kind == "super":
-        # HAT validates get_represent_configs' largest and smallest (arbitrary attention 1), §3.1.
+        # HAT validates get_represent_configs' largest and smallest (arbitrary attention 1), docs/METHOD.md §3.1.
         return {"largest": run.space.largest(), "smallest": run.space.smallest()}
     return {"arch": run.arch}
 
@@ -626,7 +626,7 @@ def _write_final_model(run: TrainRun, model, save_dir: Path, meta: dict[str, Any
     """``<save_dir>/model``: the final model (see _load_final_weights) as a model directory."""
     cfg = run.config
     if run.kind == "sub" and run.inside_supernet:
-        model = extract_subtransformer(model, run.arch)  # exact compact copy of the trained slice (§7.6)
+        model = extract_subtransformer(model, run.arch)  # exact compact copy of the trained slice (docs/METHOD.md §9.3)
     training = {**cfg.to_dict(), "kind": run.kind, "inside_supernet": run.inside_supernet, "updates": updates,
                 "valid_loss": valid_loss, "averaged_checkpoints": averaged, "final_checkpoint": final_from}
     metadata = {"task": meta["task"], "dictionaries": meta["dictionaries"], "training": training, "seed": cfg.seed}

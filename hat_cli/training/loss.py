@@ -1,4 +1,4 @@
-"""Label-smoothed cross entropy as HAT's fairseq criterion computes it (HAT-SPEC §3.1).
+"""Label-smoothed cross entropy as HAT's fairseq criterion computes it (docs/METHOD.md §3.1).
 
 Per non-pad target token: ``(1 - eps) * NLL + (eps / V) * sum_vocab(-log p)``, summed over tokens.
 The caller divides by the number of target tokens of the whole update (all micro-batches, all GPUs).

@@ -1,4 +1,4 @@
-"""Learning-rate schedules exactly as HAT's fairseq 0.8 computes them (HAT-SPEC §3.1).
+"""Learning-rate schedules exactly as HAT's fairseq 0.8 computes them (docs/METHOD.md §3.1).
 
 A schedule is a pure function of the number of updates already done: the update that runs when
 ``num_updates == n`` uses ``schedule.lr(n)`` (fairseq sets the lr for update n+1 right after update n,

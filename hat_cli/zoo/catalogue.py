@@ -107,7 +107,7 @@ class ZooModel:
 
 @dataclass(frozen=True)
 class ZooPredictor:
-    """One of HAT's shipped latency predictors (HAT-SPEC §5)."""
+    """One of HAT's shipped latency predictors (docs/METHOD.md §5.1)."""
 
     name: str
     task: str

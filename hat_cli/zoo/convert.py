@@ -1,4 +1,4 @@
-"""Original HAT checkpoints (fairseq 0.8 pickles, HAT-SPEC §7) -> hat model directories.
+"""Original HAT checkpoints (fairseq 0.8 pickles, docs/METHOD.md §9) -> hat model directories.
 
 The released `.pt` files are pickles: an `argparse.Namespace`, the `model` state dict, `extra_state` with
 pickled `fairseq.meters` objects, optimizer state. They are read with torch's restricted
@@ -30,7 +30,7 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import all_tasks
 
 FAIRSEQ_METERS = ("AverageMeter", "TimeMeter", "StopwatchMeter")
-# Buffers of fairseq modules that carry no weights (HAT-SPEC §7.2); our models do not have them.
+# Buffers of fairseq modules that carry no weights (docs/METHOD.md §9.2); our models do not have them.
 _IGNORED_SUFFIXES = (".version", "embed_positions._float_tensor")
 _SUB_ARG_FIELDS = {key.replace("-", "_"): key for key in YAML_KEYS}  # args.<key with underscores> -> YAML key
 
@@ -112,7 +112,7 @@ class OriginalCheckpoint:
     dtype: Any
 
     def architecture_from_args(self) -> SubTransformerConfig | None:
-        """The SubTransformer a `--train-subtransformer` run was trained as (HAT-SPEC §7.3), if recorded."""
+        """The SubTransformer a `--train-subtransformer` run was trained as (docs/METHOD.md §9.3), if recorded."""
         if not self.args.get("train_subtransformer"):
             return None
         values = {yaml_key: self.args.get(arg) for arg, yaml_key in _SUB_ARG_FIELDS.items()}
@@ -266,7 +266,7 @@ def convert_original(
 
 
 def read_original_predictor(path: str | os.PathLike) -> dict:
-    """A shipped HAT latency predictor (HAT-SPEC §5): a plain state dict of the 10-400-400-400-400-1 MLP."""
+    """A shipped HAT latency predictor (docs/METHOD.md §5.1): a plain state dict of the 10-400-400-400-400-1 MLP."""
     state = load_restricted(path)
     expected = {"first_layer.weight": (400, 10), "predict.weight": (1, 400)}
     if not isinstance(state, Mapping) or any(

@@ -1,4 +1,4 @@
-"""HAT's 8 shipped latency predictors (HAT-SPEC §5): pulled as safetensors (HAT's own state-dict names,
+"""HAT's 8 shipped latency predictors (docs/METHOD.md §5.1): pulled as safetensors (HAT's own state-dict names,
 fp32, with ``lat_norm`` / ``feature_norm`` in the metadata) and loaded as hat predictors.
 """
 

@@ -1,4 +1,4 @@
-"""`hat test`: translate a split with beam search and score it as HAT did (HAT-SPEC §8)."""
+"""`hat test`: translate a split with beam search and score it as HAT did (docs/METHOD.md §7)."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def train_super(
     device: Optional[str] = DEVICE,
     json_output: bool = JSON,
 ) -> None:
-    """Train a SuperTransformer: one uniformly sampled SubTransformer per update (HAT-SPEC §3.1)."""
+    """Train a SuperTransformer: one uniformly sampled SubTransformer per update (docs/METHOD.md §3.1)."""
     # Lazily: torch and the library load when the command runs, not at start-up.
     from hat_cli import resolve
     from hat_cli.training.config import resolve_training_config
@@ -144,7 +144,7 @@ def train_sub(
     arch: str = typer.Option(..., "--arch", help="SubTransformer architecture: a HAT YAML file or a published model name."),
     inside_supernet: bool = typer.Option(
         False, "--inside-supernet/--compact",
-        help="Train as a slice of a freshly initialised super-shaped model (the published way, HAT-SPEC §3.3) "
+        help="Train as a slice of a freshly initialised super-shaped model (the published way, docs/METHOD.md §3.3) "
         "instead of as a compact model of its own size (default)."),
     data_dir: Optional[Path] = DATA_DIR,
     save_dir: Optional[Path] = SAVE_DIR,

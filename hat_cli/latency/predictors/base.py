@@ -22,7 +22,7 @@ from hat_cli.latency.dataset import config_from_row
 from hat_cli.model.space import FEATURE_NAMES, SubTransformerConfig
 from hat_cli.tasks import TASKS
 
-FEATURE_NORM = (640.0, 6.0, 2048.0, 6.0, 640.0, 6.0, 2048.0, 6.0, 6.0, 2.0)  # HAT-SPEC §5
+FEATURE_NORM = (640.0, 6.0, 2048.0, 6.0, 640.0, 6.0, 2048.0, 6.0, 6.0, 2.0)  # docs/METHOD.md §5.1
 FORMAT = "hat-cli-latency-predictor"
 WEIGHTS_FILE = "predictor.safetensors"
 META_FILE = "predictor.json"

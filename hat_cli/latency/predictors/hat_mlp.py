@@ -1,4 +1,4 @@
-"""``hat-mlp``: HAT's latency predictor (HAT-SPEC §5).
+"""``hat-mlp``: HAT's latency predictor (docs/METHOD.md §5.1).
 
 10 features / feature-norm, 400x3 hidden ReLU MLP, Adam lr 1e-5, 5000 steps of batch 128, MSE on
 latency / lat-norm. Also reads the 8 MLPs HAT shipped (pulled from the zoo).
@@ -17,7 +17,7 @@ from hat_cli.latency.predictors.base import FEATURE_NORM, LatencyRows, Predictor
 
 @register_predictor_kind
 class HatMlpPredictor(Predictor):
-    """HAT's latency MLP (HAT-SPEC §5), state-dict names as HAT's ``Net``."""
+    """HAT's latency MLP (docs/METHOD.md §5.1), state-dict names as HAT's ``Net``."""
 
     kind = "hat-mlp"
     tensor_dtype = np.float32
