@@ -17,11 +17,9 @@ import time
 import numpy as np
 import torch
 
-from hat_cli.latency.backends import get_backend
-from hat_cli.latency.measure import LatencyMeter
+from hat_cli import resolve
 from hat_cli.latency.dataset import sample_config
-from hat_cli.model.space import SearchSpace
-from hat_cli.tasks import get_task
+from hat_cli.latency.measure import LatencyMeter
 
 SETTINGS = (("wall clock, 2 threads", 2, "wall"), ("wall clock, 1 thread", 1, "wall"), ("thread CPU time, 1 thread", 1, "cpu"))
 
@@ -40,14 +38,14 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    task = get_task(args.task)
-    space = SearchSpace.builtin(task.latency_space)
+    task = resolve.task(args.task)
+    space = resolve.latency_space(task)
     configs = [sample_config(space, 5, i) for i in range(args.archs)]
     ms = {name: np.zeros((args.rounds, len(configs))) for name, _, _ in SETTINGS}
     for round_ in range(args.rounds):
         for name, threads, clock in SETTINGS:
             torch.set_num_threads(threads)
-            meter = LatencyMeter(get_backend("cpu"), task, space.shape)
+            meter = LatencyMeter(resolve.backend("cpu"), task, space.shape)
             if clock == "cpu":
                 meter._timer = ThreadTimeTimer
             for i, config in enumerate(configs):

@@ -111,6 +111,9 @@ class _HeadSet:
     def __getitem__(self, i):
         return self.ds[i]
 
+    def padded(self, indices, pad: int, left: bool = False):
+        return self.ds.padded(indices, pad, left=left)  # the first n sentences: indices are the dataset's own
+
 
 def main(argv=None):
     args = parse_args(argv)

@@ -52,14 +52,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from hat_cli.latency.backends import get_backend
+    from hat_cli import resolve
     from hat_cli.latency.measure import LatencyMeter
-    from hat_cli.model.space import SearchSpace
-    from hat_cli.tasks import get_task
 
-    task = get_task(args.task)
-    space = SearchSpace.builtin(task.latency_space)
-    backend = get_backend(args.hw).with_protocol(instances=args.instances, repetitions=args.repetitions)
+    task = resolve.task(args.task)
+    space = resolve.latency_space(task)
+    backend = resolve.backend(args.hw).with_protocol(instances=args.instances, repetitions=args.repetitions)
     meter = LatencyMeter(backend, task, space.shape)
     configs = architectures(space, args.archs, args.seed)
     order = list(range(len(configs)))

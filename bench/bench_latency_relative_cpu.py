@@ -56,16 +56,14 @@ class RelativeMeter:
 def main() -> None:
     args = parse()
     from hat_cli.latency import dataset as LD
-    from hat_cli.latency.backends import get_backend
+    from hat_cli import resolve
     from hat_cli.latency.measure import LatencyMeter
     from hat_cli.latency.predictors.base import LatencyRows, metrics
     from hat_cli.latency.predictors.fitting import fit_predictor
-    from hat_cli.model.space import SearchSpace
-    from hat_cli.tasks import get_task
 
-    task = get_task(args.task)
-    space = SearchSpace.builtin(task.latency_space)
-    backend = get_backend(args.hw)
+    task = resolve.task(args.task)
+    space = resolve.latency_space(task)
+    backend = resolve.backend(args.hw)
     meter = LatencyMeter(backend, task, space.shape)
     relative = RelativeMeter(meter, LD.reference_config(space))
     args.out.mkdir(parents=True, exist_ok=True)

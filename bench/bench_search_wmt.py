@@ -1,6 +1,6 @@
 """Benchmark `hat search` at WMT scale: the published 30 x 125 search on a `space0` SuperTransformer.
 
-What it does (run on one H200 by the lead; `--mini` or bench_search_cpu.py for a 2-core CPU):
+What it does (run on one H200; `--mini --device cpu` for a 2-core CPU):
 1. newstest2013 En-De (3000 sentences) from ../shared/data/wmt-newstest, Moses-tokenized (sacremoses) and
    BPE'd with ../shared/data/wmt16-en-de-bpe32k/bpe.32000 (subword-nmt). No published fairseq dictionary
    of that recipe exists here, so a joint dictionary is built from the BPE'd text itself and padded with

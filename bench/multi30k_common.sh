@@ -1,6 +1,6 @@
-# Shared by bench/h200x2_multi30k.sh and bench/h200x2_multi30k_plain.sh (source it after setting R and OUT):
-# the task and data directory, a timeline log, packing results into $OUT while the run goes on, and
-# training + testing one architecture through `hat`.
+# Shared by the Multi30k benchmarks (bench/bench_multi30k.sh; source it after setting R and OUT): the task and
+# data directory, a timeline log, packing results into $OUT while the run goes on, the architectures
+# (bench/multi30k_archs.py), and profiling, training and testing architectures through `hat`.
 TASK=multi30k.de-en
 D=${DATA:-$R/data}
 mkdir -p "$R/json" "$R/arch" "$OUT"

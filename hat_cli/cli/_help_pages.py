@@ -28,7 +28,8 @@ PAGES = {
         '  test             Translate the test set (batched beam search) and report\n'
         '                   tokenized BLEU and SacreBLEU.\n'
         "  profile          Parameters and FLOPs with HAT's accounting (no embeddings,\n"
-        '                   no final projection); with --hw, latency.\n'
+        "                   no final projection), beside torchprofile's trace of the\n"
+        '                   model; with --hw, latency.\n'
         '  demo             The whole HAT pipeline on the offline demo task, on this\n'
         '                   CPU: data, SuperTransformer, latency, predictor, search\n'
         '                   under a budget from the measured range, training and\n'
@@ -328,7 +329,7 @@ PAGES = {
         'Usage: hat profile [OPTIONS] {arch}\n'
         '\n'
         "  Parameters and FLOPs with HAT's accounting (no embeddings, no final\n"
-        '  projection); with --hw, latency.\n'
+        "  projection), beside torchprofile's trace of the model; with --hw, latency.\n"
         '\n'
         'Arguments:\n'
         '  arch <str>  A SubTransformer YAML file or a published model name.\n'

@@ -5,12 +5,20 @@ FLOPs as 2·MACs that torchprofile traced on a teacher-forced forward of one dum
 23 IWSLT), minus the final vocabulary projection. The closed forms below reproduce that trace term by
 term — linear layers, both attention products (independent of the head count), the q scaling, LayerNorms,
 the embedding-scale and position multiplies, and the few scalar ops HAT's training-mode dropout left in the
-graph — and equal `params_nonembed` / `flops_wo_last` of all 44 published models.
+graph — and equal the published parameters and FLOPs of all 44 models (model_zoo.toml). `traced_count` runs
+torchprofile on our own model, for `hat profile` to show beside them.
 """
 
 from __future__ import annotations
 
-from hat_cli.model.space import SubTransformerConfig
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torchprofile
+
+from hat_cli.model.space import SubTransformerConfig, SuperShape
+from hat_cli.model.transformer import TransformerModel, skip_init
 
 # Scalar multiplies torchprofile counted per layer in HAT's traced training-mode graph (docs/METHOD.md §8).
 _ENCODER_LAYER_SCALAR_OPS = 3
@@ -67,14 +75,12 @@ def count_flops(config: SubTransformerConfig, length: int, qkv_dim: int = 512) -
 
 
 def torchprofile_macs(model, config: SubTransformerConfig, length: int) -> int:
-    """MACs that torchprofile traces on *our* model (used to cross-check :func:`count_macs`).
+    """MACs that torchprofile traces on *our* model for one teacher-forced forward of the dummy sentence
+    (source ``[2, 7, ...]``, decoder input ``[7, ..., 2]``, batch 1), output projection included.
 
     Our graph differs from HAT's only where HAT spent extra ops: the q scaling happens inside
     scaled_dot_product_attention and no dropout ops remain in eval mode.
     """
-    import torch
-    import torchprofile
-
     src = torch.full((1, length), 7, dtype=torch.long)
     src[0, 0] = 2
     prev = torch.full((1, length), 7, dtype=torch.long)
@@ -91,7 +97,31 @@ def torchprofile_macs(model, config: SubTransformerConfig, length: int) -> int:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchprofile names each op it has no rule for (masks, repeats: no MACs)
             return int(torchprofile.profile_macs(_Wrapped(model), args=(src, prev)))
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class TracedCount:
+    """torchprofile's count on our model, beside HAT's closed forms (`hat profile`)."""
+
+    macs: int  # one teacher-forced forward, output projection included
+    flops: int  # 2 x (macs - the output projection): HAT's "FLOPs without the last layer" convention
+
+    def to_dict(self) -> dict[str, int]:
+        return {"macs": self.macs, "flops": self.flops}
+
+
+def traced_count(config: SubTransformerConfig, super_shape: SuperShape, length: int, vocab_sizes: tuple[int, int],
+                 share_all_embeddings: bool) -> TracedCount:
+    """Build a compact SubTransformer of ``config`` (weights left uninitialised: only shapes matter) and trace it."""
+    src_vocab, tgt_vocab = vocab_sizes
+    if share_all_embeddings:
+        src_vocab = tgt_vocab = max(vocab_sizes)
+    with skip_init():
+        model = TransformerModel.subtransformer(config, super_shape, src_vocab, tgt_vocab, share_all_embeddings)
+    macs = torchprofile_macs(model, config, length)
+    return TracedCount(macs, 2 * (macs - length * config.decoder_embed_dim * tgt_vocab))

@@ -21,20 +21,24 @@ def profile(
     predict: bool = typer.Option(False, "--predict", help="With --hw: also show H's latency predictor's number (fitted here, else the published one)."),
     as_json: bool = JSON,
 ) -> None:
-    """Parameters and FLOPs with HAT's accounting (no embeddings, no final projection); with --hw, latency."""
+    """Parameters and FLOPs with HAT's accounting (no embeddings, no final projection), beside torchprofile's
+    trace of the model; with --hw, latency."""
     # Lazily: the library loads when the command runs, not at start-up.
     from hat_cli import resolve
-    from hat_cli.model.counting import count_flops, count_params
+    from hat_cli.model.counting import count_flops, count_params, traced_count
 
     task_info = resolve.task_of_architecture(arch, task)
     config = resolve.architecture(arch, task_info)
     space = resolve.search_space(None, task_info)
     params = count_params(config, space.shape.qkv_dim)
     flops = count_flops(config, task_info.dummy_length, space.shape.qkv_dim)
-    result = {"arch": arch, "task": task_info.name, "params": params, "flops": flops, "length": task_info.dummy_length}
+    # torchprofile's trace of our own model, beside HAT's accounting (which reproduces HAT's trace of its model).
+    traced = traced_count(config, space.shape, task_info.dummy_length, task_info.timed_vocab, task_info.share_all_embeddings)
+    result = {"arch": arch, "task": task_info.name, "params": params, "flops": flops, "length": task_info.dummy_length,
+              "torchprofile": traced.to_dict()}
     console.print(
-        f"[bold]{arch}[/]  params {params / 1e6:.2f} M  FLOPs {flops / 1e9:.2f} G "
-        f"(sentence of {task_info.dummy_length} tokens, {task_info.name})",
+        f"[bold]{arch}[/]  params {params / 1e6:.2f} M  FLOPs {flops / 1e9:.2f} G, traced by torchprofile on our "
+        f"model {traced.flops / 1e9:.2f} G (sentence of {task_info.dummy_length} tokens, {task_info.name})",
         highlight=False,
     )
     if predict and not hw:

@@ -1,4 +1,8 @@
-"""Shared body of bench_latency_cpu.py / bench_latency_gpu.py: is the predictor as good as the device?
+"""Latency on fresh samples: is the predictor as good as the device's own measurements?
+
+    python bench/bench_latency_fresh.py --hw cpu --task demo --out /tmp/latcpu                 # this CPU
+    python bench/bench_latency_fresh.py --hw cuda --task multi30k.de-en --out DIR              # one GPU
+    python bench/bench_latency_fresh.py --hw cpu --task demo --train 30 --fresh 10 --repeat 5 --retest 5 --repetitions 5 --out DIR  # smoke
 
 1. `collect` N training architectures (resumable CSV in OUT), 2. fit the default predictor (and HAT's MLP
 for comparison, optional), 3. `collect` M *fresh* architectures from another seed and score the predictor
@@ -19,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 
-def parse(default_hw: str, default_task: str):
+def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hw", default=default_hw)
-    parser.add_argument("--task", default=default_task)
+    parser.add_argument("--hw", required=True, help="hardware backend, e.g. cpu or cuda")
+    parser.add_argument("--task", required=True, help="task whose latency space and timed shape are measured")
     parser.add_argument("--train", type=int, default=300)
     parser.add_argument("--fresh", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=20, help="measurements of one architecture for its spread")
@@ -33,25 +37,23 @@ def parse(default_hw: str, default_task: str):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hat-mlp", action="store_true", help="also fit HAT's MLP recipe for comparison")
     parser.add_argument("--out", type=Path, required=True)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def run(args) -> dict:
     import torch
 
+    from hat_cli import resolve
     from hat_cli.latency import dataset as LD
-    from hat_cli.latency.backends import get_backend
     from hat_cli.latency.measure import LatencyMeter
     from hat_cli.latency.predictors.base import LatencyRows, metrics
-    from hat_cli.latency.predictors.fitting import fit_predictor, repeat_spread
-    from hat_cli.model.space import SearchSpace
-    from hat_cli.tasks import get_task
+    from hat_cli.latency.predictors.fitting import fit_predictor, plot_predictions, repeat_spread
 
-    backend = get_backend(args.hw)
+    backend = resolve.backend(args.hw)
     backend = backend.with_protocol(repetitions=args.repetitions, warmup=args.warmup, instances=args.instances)
     protocol = backend.protocol
-    task = get_task(args.task)
-    space = SearchSpace.builtin(task.latency_space)
+    task = resolve.task(args.task)
+    space = resolve.latency_space(task)
     meter = LatencyMeter(backend, task, space.shape)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = meter.csv_metadata()
@@ -81,8 +83,6 @@ def run(args) -> dict:
         report[kind] = metrics(predicted, fresh.total_ms) | {"fit_seconds": fit_s}
         if kind == "layer-cost":
             predictor.save(args.out / "predictor")
-            from hat_cli.latency.predictors.fitting import plot_predictions
-
             plot_predictions(predicted, fresh.total_ms, args.out / "fresh_predicted_vs_measured.png", f"{backend.name} {task.name}: fresh samples")
 
     # (a) one architecture, measured again and again (a fresh random model each time, as collection does)
@@ -113,3 +113,7 @@ def run(args) -> dict:
     print(f"\nRMSE / repeatability std = {lc['rmse_ms'] / max(rep['std_ms'], 1e-12):.2f} (target <= 1.5); "
           f"RMSE / test-retest = {lc['rmse_ms'] / max(rt['rmse_ms'], 1e-12):.2f}; within ±10% = {lc['within_10pct']:.1%} (target >= 99%)")
     return report
+
+
+if __name__ == "__main__":
+    run(parse())
