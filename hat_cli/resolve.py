@@ -145,10 +145,12 @@ def backend(word: str) -> Backend:
     return load_hardware().get(word)
 
 
-def predictor(word: Any, the_backend: Backend, the_task: Task, search: SearchSpace, progress: Any = None) -> Predictor:
+def predictor(word: Any, the_backend: Backend, the_task: Task, search: SearchSpace, progress: Any = None,
+              option: Optional[str] = "--predictor") -> Predictor:
     """The latency predictor for ``the_backend`` on ``the_task``: ``--predictor FILE`` (or an object with
     ``.predict``, from library callers), else the one `hat fit-predictor` fitted here, else the published one
-    the backend names for the task. Checked against the task and the search space it will serve."""
+    the backend names for the task. Checked against the task and the search space it will serve. ``option``: the
+    command's option for a predictor file, if it has one (named in the sentence when none is found)."""
     hw, name = the_backend.name, the_task.name
     if hasattr(word, "predict"):
         return word
@@ -165,8 +167,8 @@ def predictor(word: Any, the_backend: Backend, the_task: Task, search: SearchSpa
     else:
         raise HatError(
             f"No latency predictor for hardware '{hw}' and task '{name}'; make one with "
-            f"`hat collect-latency --hw {hw} --task {name}` then `hat fit-predictor --hw {hw} --task {name}`, "
-            f"or pass --predictor FILE."
+            f"`hat collect-latency --hw {hw} --task {name}` then `hat fit-predictor --hw {hw} --task {name}`"
+            + (f", or pass {option} FILE." if option else ".")
         )
     check_predictor(found, label, the_task, search)
     return found

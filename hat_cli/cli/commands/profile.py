@@ -57,7 +57,7 @@ def _latency(config, hw: str, task_info, space, predict: bool) -> dict:
 
     backend = resolve.backend(hw)
     # Resolved before measuring, so that a missing predictor fails fast.
-    predictor = resolve.predictor(None, backend, task_info, space) if predict else None
+    predictor = resolve.predictor(None, backend, task_info, space, option=None) if predict else None
     warning = backend.foreign_device_warning()
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
