@@ -20,6 +20,11 @@ from typing import Callable, Optional
 from hat_cli.core import paths
 from hat_cli.core.errors import HatError
 from hat_cli.latency.dataset import read_latency_csv
+from hat_cli.latency.predictors.fitting import load_predictor
+from hat_cli.model.space import SearchSpace
+from hat_cli.search.budget import budget_margin
+from hat_cli.search.evolution import minimum_latency
+from hat_cli.tasks import get_task
 
 TASK = "demo"
 HARDWARE = "cpu"
@@ -95,6 +100,15 @@ def measurement_noise(latency_csv: Path, limit: float) -> float:
     return noise
 
 
+def feasible_budget(wanted_ms: float, predictor_dir: Path, seed: int) -> float:
+    """``wanted_ms``, or more where the search's margin (search/budget.py) would leave no architecture under
+    it: a busy machine makes the margin large, and the demo should still show a search, not refuse one."""
+    fitted = load_predictor(predictor_dir)
+    margin = budget_margin(fitted).fraction
+    lowest, _ = minimum_latency(SearchSpace.builtin(get_task(TASK).space), lambda configs: list(fitted.predict(configs)), seed=seed)
+    return max(wanted_ms, 1.1 * lowest / (1.0 - margin))
+
+
 def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda step: None) -> dict:
     work = settings.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -128,7 +142,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
 
     samples, _ = _measured_totals(latency_csv)
     samples.sort()
-    budget = samples[int(settings.budget_quantile * (len(samples) - 1))]
+    budget = feasible_budget(samples[int(settings.budget_quantile * (len(samples) - 1))], predictor, settings.seed)
 
     population = settings.population
     searched = step(
@@ -158,7 +172,11 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
         "measured_latency_ms": round(measured, 3),
         "predicted_latency_ms": searched["predicted_latency_ms"],
         "measurement_noise": round(noise, 4),
-        "within_budget": measured <= budget * (1 + 2 * noise),
+        # Strict: the search kept a margin for the predictor's error and this CPU's spread (search/budget.py),
+        # so a fresh measurement of the winner has to fit the budget itself.
+        "within_budget": measured <= budget,
+        "margin": searched.get("margin"),
+        "search_budget_ms": searched.get("search_budget_ms"),
         "measured_range_ms": [round(samples[0], 3), round(samples[-1], 3)],
         "arch": searched["arch"],
         "config": searched["config"],
@@ -178,5 +196,6 @@ def budget_line(summary: dict) -> Optional[str]:
     verdict = "within" if summary["within_budget"] else "OVER"
     return (
         f"budget {summary['latency_budget_ms']:.2f} ms, predicted {summary['predicted_latency_ms']:.2f} ms, "
-        f"measured {summary['measured_latency_ms']:.2f} ms ({verdict} budget; measurement noise ±{100 * summary['measurement_noise']:.1f}%)"
+        f"measured {summary['measured_latency_ms']:.2f} ms ({verdict} budget; the search kept a "
+        f"{100 * (summary.get('margin') or {}).get('fraction', 0.0):.1f}% margin; measurement noise ±{100 * summary['measurement_noise']:.1f}%)"
     )

@@ -32,6 +32,8 @@ from hat_cli.latency.predictors.base import Predictor
 from hat_cli.latency.predictors.fitting import load_predictor
 from hat_cli.model.directory import read_metadata
 from hat_cli.model.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, SearchSpace, SubTransformerConfig, SuperShape
+from hat_cli.search.budget import budget_margin
+from hat_cli.search.rerank import RerankSettings
 from hat_cli.search.run import SearchRequest, check_budget
 from hat_cli.tasks import Task, find_task
 from hat_cli.zoo import catalogue, store
@@ -272,6 +274,9 @@ def search_request(
     verify: bool = False,
     fresh: bool = False,
     progress: Any = None,
+    margin: Optional[float] = None,
+    rerank: Optional[RerankSettings] = None,
+    verify_rounds: int = 5,
 ) -> SearchRequest:
     """`hat search`'s words as a :class:`SearchRequest`. The cheap inputs come first, so that an impossible
     budget fails before anything is loaded or downloaded: predictor, budget (with the algorithm's ``seed``),
@@ -280,7 +285,8 @@ def search_request(
     the_space = search_space(None, the_task)
     the_backend = backend(hw)
     the_predictor = predictor(predictor_word, the_backend, the_task, the_space, progress)
-    min_latency = check_budget(the_space, the_predictor, budget_ms, seed, the_task.name, hw)
+    the_margin = budget_margin(the_predictor, margin)
+    min_latency = check_budget(the_space, the_predictor, budget_ms, seed, the_task.name, hw, the_margin)
     data = data_dir(data_dir_word, the_task, must_exist=True)
     supernet_dir, supernet_label = supernet(supernet_word, the_task, progress)
     return SearchRequest(
@@ -289,4 +295,5 @@ def search_request(
         valid_subset=valid_subset, max_tokens=max_tokens, precision=precision, device=device,
         out=Path(out) if out else None, verify=the_backend if verify else None,
         timed_shape=timed_shape(the_task) if verify else None, fresh=fresh, min_latency_ms=min_latency,
+        margin=the_margin, rerank=rerank or RerankSettings(), verify_rounds=verify_rounds,
     )

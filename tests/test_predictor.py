@@ -130,7 +130,7 @@ def test_fit_predictor_cli_json_and_png(tmp_path):
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["predictor"] == str(tmp_path / "pred")
-    assert set(doc["test"]) == {"rmse_ms", "mape", "within_10pct", "n"} and doc["test"]["n"] == 200
+    assert set(doc["test"]) == {"rmse_ms", "relative_rmse", "mape", "within_10pct", "n"} and doc["test"]["n"] == 200
     assert (tmp_path / "pred" / "predictor.safetensors").is_file()
     pytest.importorskip("matplotlib")
     assert (tmp_path / "pred" / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"

@@ -118,6 +118,17 @@ class LatencyTable:
     def references(self) -> list[dict[str, str]]:
         return [r for r in self.rows if r.get("reference", "0") == "1"]
 
+    def reference_record(self) -> Optional[dict]:
+        """The drift reference of the collection: its architecture, median total latency and relative spread
+        (std / mean). The search's safety margin and `hat search --verify` use it; None with fewer than two."""
+        rows = self.references()
+        totals = [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in rows]
+        if len(totals) < 2:
+            return None
+        config = config_from_row(rows[0])
+        return {"median_ms": statistics.median(totals), "spread": statistics.pstdev(totals) / statistics.fmean(totals),
+                "count": len(totals), "arch": config.to_dict() if config is not None else None}
+
 
 def read_latency_csv(path: str | Path) -> LatencyTable:
     """Read a HAT or hat latency CSV; a HatError names the first problem (header, row, value)."""

@@ -8,15 +8,20 @@ goes through four stages, each its own function:
 2. the fitness (:func:`load_fitness`): the SuperTransformer and the validation data, checked against each
    other, as a validation-loss scorer with inherited weights;
 3. the search itself, with scores cached in the output folder so an interrupted search resumes;
-4. the outputs (HAT's YAML, search.json, history/explored CSVs, the front plot) and, when asked, a
-   measurement of the winner (:func:`verify_latency`).
+4. optionally, a second stage that re-ranks the best candidates by a short training from scratch
+   (rerank.py);
+5. the outputs (HAT's YAML, search.json, history/explored CSVs, the front plot) and, when asked, a
+   measurement of the winner as a later, independent one would make it (:func:`verify_latency`).
+
+The search runs under the budget less a safety margin (budget.py), so that the winner still fits when
+measured again.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -29,8 +34,10 @@ from hat_cli.latency.backends import Backend
 from hat_cli.model.directory import check_data_matches, load_model
 from hat_cli.model.space import SearchSpace, SubTransformerConfig, SuperShape
 from hat_cli.search.algorithm import IterationRecord, PredictFn, SearchAlgorithm, SearchProblem
+from hat_cli.search.budget import Margin, budget_margin, verify_against_reference
 from hat_cli.search.evolution import EvolutionarySearch, fmt_ms, minimum_latency
 from hat_cli.search.outputs import plot_front, write_explored_csv, write_history_csv
+from hat_cli.search.rerank import RerankSettings, pick_candidates, rerank
 from hat_cli.tasks import Task
 
 SCORES_FILE = "scores.json"
@@ -58,6 +65,9 @@ class SearchRequest:
     timed_shape: SuperShape | None = None  # the shape that protocol times (needed with verify)
     fresh: bool = False  # ignore scores an earlier run left in the output folder
     min_latency_ms: float | None = None  # the budget check's result, when the caller made it
+    margin: Margin | None = None  # the share of the budget kept free; None = derived from the predictor
+    rerank: RerankSettings = field(default_factory=RerankSettings)  # candidates 0: no second stage
+    verify_rounds: int = 5
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else paths.search_dir(self.task.name, self.hardware, self.budget_ms)
@@ -71,12 +81,16 @@ def predict_fn(predictor) -> PredictFn:
 
 
 # ======================================================================================= 1. the budget
-def check_budget(space: SearchSpace, predictor, budget_ms: float, seed: int, task: str, hardware: str) -> float:
-    """The smallest predicted latency reachable in ``space``; a HatError when the budget is below it."""
+def check_budget(space: SearchSpace, predictor, budget_ms: float, seed: int, task: str, hardware: str,
+                 margin: Margin | None = None) -> float:
+    """The smallest predicted latency reachable in ``space``; a HatError when the budget, less the margin,
+    is below it."""
     min_latency, _ = minimum_latency(space, predict_fn(predictor), seed=seed)
-    if budget_ms < min_latency:
+    searched = budget_ms * (1.0 - (margin.fraction if margin else 0.0))
+    if searched < min_latency:
+        kept = f" after keeping a {margin.fraction:.1%} margin ({fmt_ms(searched)}; --margin sets it)" if margin and margin.fraction else ""
         raise HatError(
-            f"No architecture of task '{task}' meets {fmt_ms(budget_ms)} on '{hardware}': "
+            f"No architecture of task '{task}' meets {fmt_ms(budget_ms)} on '{hardware}'{kept}: "
             f"the smallest reachable predicted latency is {fmt_ms(min_latency)}."
         )
     return min_latency
@@ -136,12 +150,15 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
     """Search with ``algorithm`` (HAT's evolutionary search with its published settings by default), write
     the outputs; returns the JSON summary (CLI.md fields first)."""
     algorithm = algorithm or EvolutionarySearch()
+    request.rerank.check()
     started = time.perf_counter()
     task, space = request.task, request.space
     predict = predict_fn(request.predictor)
+    margin = request.margin or budget_margin(request.predictor)
+    search_budget = request.budget_ms * (1.0 - margin.fraction)
     min_latency = request.min_latency_ms
     if min_latency is None:
-        min_latency = check_budget(space, request.predictor, request.budget_ms, algorithm.seed, task.name, request.hardware)
+        min_latency = check_budget(space, request.predictor, request.budget_ms, algorithm.seed, task.name, request.hardware, margin)
     if min_latency <= 0:
         log(
             f"warning: the latency predictor gives {fmt_ms(min_latency)} for some architectures of '{space.name}'; "
@@ -156,14 +173,15 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
     )
 
     out = request.out_dir()
-    known = {} if request.fresh else load_scores(out / SCORES_FILE, fitness.fingerprint)
+    fingerprint = fitness.fingerprint
+    known = {} if request.fresh else load_scores(out / SCORES_FILE, fingerprint)
     if known:
         log(f"reusing {len(known)} scores of an earlier run with the same SuperTransformer, data and precision in {out} (--fresh ignores them)")
     saved_scores = dict(known)
 
     def on_scored(computed: dict) -> None:
         saved_scores.update(computed)
-        save_scores(out / SCORES_FILE, fitness.fingerprint, saved_scores)
+        save_scores(out / SCORES_FILE, fingerprint, saved_scores)
 
     task_id = None
     if progress is not None:
@@ -174,13 +192,23 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
             progress.update(task_id, advance=1, info=f"best {record.best_loss:.4f} @ {record.best_latency_ms:.1f} ms, {record.evaluations} scored")
 
     search_started = time.perf_counter()
-    problem = SearchProblem(space, fitness.score, predict, request.budget_ms, min_latency, known, on_iteration, on_scored)
+    problem = SearchProblem(space, fitness.score, predict, search_budget, min_latency, known, on_iteration, on_scored)
     result = algorithm.search(problem)
     search_seconds = time.perf_counter() - search_started
+    fitness_settings = {"precision": fitness.precision, "device": str(fitness.device), "max_tokens": fitness.max_tokens,
+                        "valid_sentences": fitness.sentences, "valid_target_tokens": fitness.target_tokens,
+                        "label_smoothing": fitness.score.epsilon}
+    del fitness, problem  # the SuperTransformer's memory goes back before any re-ranking training
 
     out.mkdir(parents=True, exist_ok=True)
+    winner, winner_loss, winner_latency = result.best, result.best_loss, result.best_latency_ms
+    rerank_report = None
+    if request.rerank.candidates:
+        rerank_report = _rerank(request, result, search_budget, out, algorithm.seed, log)
+        winner = SubTransformerConfig.from_dict(rerank_report.pop("winner"))
+        winner_loss, winner_latency = result.explored[winner]
     yaml_path = out / "subtransformer.yml"
-    result.best.save_yaml(yaml_path)
+    winner.save_yaml(yaml_path)
     write_history_csv(out / "history.csv", result)
     write_explored_csv(out / "explored.csv", result)
     plotted = plot_front(out / "front.png", result, f"{task.name} on {request.hardware}, budget {budget_label(request.budget_ms)}")
@@ -189,14 +217,17 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
 
     summary = {
         "config": str(yaml_path),
-        "arch": result.best.to_hat_keys(),
-        "predicted_latency_ms": result.best_latency_ms,
-        "valid_loss": result.best_loss,
+        "arch": winner.to_hat_keys(),
+        "predicted_latency_ms": winner_latency,
+        "valid_loss": winner_loss,
         "evaluations": result.evaluations,
         "seconds": search_seconds,
         "task": task.name,
         "hardware": request.hardware,
         "latency_budget_ms": request.budget_ms,
+        "search_budget_ms": search_budget,
+        "margin": margin.to_dict(),
+        "rerank": rerank_report,
         "min_reachable_latency_ms": min_latency,
         "hat_evaluations": result.hat_evaluations,
         "computed_evaluations": result.computed,
@@ -211,13 +242,8 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
             "supernet_dir": str(request.supernet_dir),
             "data_dir": str(request.data_dir),
             "predictor": request.predictor_label or type(request.predictor).__name__,
-            "precision": fitness.precision,
-            "device": str(fitness.device),
-            "max_tokens": fitness.max_tokens,
+            **fitness_settings,
             "valid_subset": request.valid_subset,
-            "valid_sentences": fitness.sentences,
-            "valid_target_tokens": fitness.target_tokens,
-            "label_smoothing": fitness.score.epsilon,
             "loss_unit": "bits per target token (label-smoothed, as HAT's valid_loss)",
             "space": space.name,
             "out": str(out),
@@ -227,10 +253,32 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
     if request.verify is not None:
         if request.timed_shape is None:
             raise HatError("Verifying the winner's latency needs the task's timed shape (SearchRequest.timed_shape).")
-        summary["verify"] = verify_latency(request.verify, task, request.timed_shape, result.best, result.best_latency_ms,
-                                           request.budget_ms, log)
+        summary["verify"] = verify_latency(request.verify, task, request.timed_shape, winner, winner_latency,
+                                           request.budget_ms, log, request.predictor, request.verify_rounds)
     atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+# ======================================================================================= 4. re-ranking
+def _rerank(request: SearchRequest, result, search_budget: float, out: Path, seed: int, log) -> dict:
+    """Train the best candidate of each coarse cell briefly from scratch; the lowest validation loss wins."""
+    settings = request.rerank
+    updates = settings.updates_for(request.task.name)
+    candidates = pick_candidates(result.explored, search_budget, settings.candidates)
+    log(f"re-ranking {len(candidates)} candidates by {updates} updates of training each")
+    started = time.perf_counter()
+    records = rerank(candidates, request.task, request.space, request.data_dir, out / "rerank", settings, request.device,
+                     seed=seed, log=log)
+    best = min(range(len(records)), key=lambda i: records[i]["valid_loss"])
+    return {
+        "candidates": [{"arch": c.to_hat_keys(), "inherited_valid_loss": result.explored[c][0],
+                        "predicted_latency_ms": result.explored[c][1], "rerank_valid_loss": r["valid_loss"]}
+                       for c, r in zip(candidates, records)],
+        "updates": updates,
+        "chosen": best,
+        "winner": candidates[best].to_dict(),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 # ======================================================================================= the score cache
@@ -259,30 +307,41 @@ def save_scores(path: Path, fingerprint: dict, scores: Mapping[SubTransformerCon
     atomic_write_text(path, json.dumps({"fingerprint": fingerprint, "scores": rows}) + "\n")
 
 
-# ======================================================================================= 4. verification
+# ======================================================================================= 5. verification
 def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config: SubTransformerConfig,
-                   predicted_ms: float, budget_ms: float, log) -> dict:
-    """Measure the winner on this machine with the backend's protocol; compare with the prediction."""
+                   predicted_ms: float, budget_ms: float, log, predictor: Any = None, rounds: int = 5) -> dict:
+    """Measure the winner as a later, independent measurement would (budget.py): fresh model instances,
+    each round right after the latency collection's reference architecture, whose latency then is known."""
     # Lazily: torch (see load_fitness).
-    from hat_cli.latency.measure import measure_latency
+    from hat_cli.latency.measure import LatencyMeter
 
     hw = backend.name
     warning = backend.foreign_device_warning()
     if warning:
         log(f"warning: {warning}")
-    measured = measure_latency(config, backend, task, timed_shape)
-    total = measured.total_ms
+    reference_record = (getattr(predictor, "training", None) or {}).get("reference") or {}
+    reference = SubTransformerConfig.from_dict(reference_record["arch"]) if reference_record.get("arch") else None
+    meter = LatencyMeter(backend, task, timed_shape)
+    measurements: list[dict] = []
+
+    def measure(arch: SubTransformerConfig) -> float:
+        measured = meter.measure(arch)  # a fresh model instance every time
+        if arch is config:
+            measurements.append(measured.to_dict())
+        return measured.total_ms
+
+    checked = verify_against_reference(measure, config, reference, reference_record.get("median_ms"), budget_ms, rounds)
+    total = checked["measured_latency_ms"]
     report = {
-        "measured_latency_ms": total,
+        **checked,
         "predicted_latency_ms": predicted_ms,
         "prediction_error": (predicted_ms - total) / total if total else None,
-        "within_budget": total <= budget_ms,
-        "measured": measured.to_dict(),
+        "measured": measurements[-1] if measurements else None,
         "measured_on": "this machine" if backend.local else f"this machine, with {hw}'s protocol (not {hw} itself)",
     }
     if total > budget_ms:
         log(
-            f"warning: the winner measures {total:.1f} ms on this machine, over the {budget_label(budget_ms)} budget "
-            f"(predicted {predicted_ms:.1f} ms)."
+            f"warning: the winner measures {total:.2f} ms on this machine, over the {budget_label(budget_ms)} budget "
+            f"(predicted {predicted_ms:.2f} ms, noise band ±{100 * checked['noise_band']:.1f}%)."
         )
     return report

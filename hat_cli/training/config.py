@@ -16,6 +16,7 @@ import yaml
 
 from hat_cli.core.errors import HatError
 from hat_cli.tasks import get_task
+from hat_cli.training.sampling import check_sampling
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 FINAL_MODELS = ("last", "best")
@@ -51,6 +52,12 @@ class TrainingConfig:
     # The SubTransformer of update n is space.sample(random.Random(arch_seed_offset + n)); 0 reproduces HAT's
     # sequence (HAT reseeds the global RNG with n; we use a local Random instead).
     arch_seed_offset: int = 0
+    # Which SubTransformers a SuperTransformer update trains (sampling.py): "random" is HAT's one per update;
+    # "sandwich" trains the largest, the smallest and `sandwich_random` random ones on the same batches, and
+    # with distill > 0 the others also learn from the largest one's predictions (in-place distillation).
+    sampling: str = "random"
+    sandwich_random: int = 2
+    distill: float = 0.0
     save_interval_updates: int = 1000
     keep_last: int = 5
     validate_every: int = 1000  # updates; validation also runs at the end
@@ -92,6 +99,7 @@ class TrainingConfig:
             raise HatError(f"average_last must not be negative, got {self.average_last}.")
         if self.final_model not in FINAL_MODELS:
             raise HatError(f"Unknown final model '{self.final_model}'; choose one of: {', '.join(FINAL_MODELS)}.")
+        check_sampling(self.sampling, self.sandwich_random, self.distill)
         if self.final_model == "best" and self.average_last > 1:
             raise HatError("Choose either the best checkpoint or an average of the last ones as the final model, not both.")
 

@@ -4,7 +4,9 @@ One loop serves both kinds of run:
 
 - ``super``: every update trains one SubTransformer drawn uniformly from the task's search space with
   ``space.sample(random.Random(arch_seed_offset + update))`` (HAT reseeds the *global* RNG with the update
-  number; a local Random gives the same sequence without touching anyone else's randomness);
+  number; a local Random gives the same sequence without touching anyone else's randomness); with
+  ``sampling: sandwich`` the largest, the smallest and random SubTransformers share every update, the others
+  optionally distilled from the largest (sampling.py);
 - ``sub``: one fixed architecture, as a compact model (default: init and memory fit its real shapes) or,
   with ``inside_supernet``, as a slice of a freshly initialised super-shaped model (the published way, docs/METHOD.md §3.3).
 
@@ -29,7 +31,6 @@ import contextlib
 import math
 import os
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
-from hat_cli.training.loss import LN2, label_smoothed_nll_loss
+from hat_cli.training.loss import LN2, distillation_loss, label_smoothed_nll_loss, teacher_log_probs
+from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
 
 MAX_POSITIONS = 1024  # fairseq's default max source/target positions: longer pairs are dropped from training
@@ -453,22 +455,36 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
         groups = iter(stream)
         while updates < cfg.max_updates:
             group = next(groups)
-            config = fixed_config or run.space.sample(random.Random(cfg.arch_seed_offset + updates))
+            configs = [fixed_config] if fixed_config else update_architectures(
+                run.space, cfg.sampling, updates, cfg.arch_seed_offset, cfg.sandwich_random)
+            distill = cfg.distill if len(configs) > 1 else 0.0
             lr = schedule.lr(updates)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            inv_tokens = 1.0 / max(group.ntokens, 1)
+            # The SubTransformers of a sandwich update share the gradient equally, so its size (and what
+            # clipping and the lr mean) stays that of one SubTransformer's update.
+            inv_tokens = 1.0 / max(group.ntokens, 1) / len(configs)
             for k, batch in enumerate(group.batches):
                 torch.manual_seed(micro_batch_seed(cfg.seed, updates, group.first_index + k * dist_ctx.world_size))
                 batch = batch.to(device)
-                with autocast:
-                    logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-                loss, nll = label_smoothed_nll_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
-                scaled = loss * inv_tokens
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                window_loss += loss.detach()
-                window_nll += nll.detach()
-                del logits, loss, nll, scaled
+                teacher = None
+                for i, config in enumerate(configs):
+                    with autocast:
+                        logits = model(batch.src_tokens, batch.prev_output_tokens, config)
+                    loss, nll = label_smoothed_nll_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
+                    objective = loss
+                    if distill > 0:
+                        if i == 0:  # the largest SubTransformer teaches the others on this batch
+                            teacher = teacher_log_probs(logits)
+                        else:
+                            kd = distillation_loss(logits, teacher, batch.target, padding_idx)
+                            objective = (1.0 - distill) * loss + distill * kd
+                    scaled = objective * inv_tokens
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    window_loss += loss.detach() / len(configs)
+                    window_nll += nll.detach() / len(configs)
+                    del logits, loss, nll, scaled, objective
+                del teacher
             if dist_ctx.world_size > 1:
                 grads.all_reduce_()
             if scaler is not None:
@@ -582,7 +598,7 @@ def _sync(device: torch.device) -> None:
 def _changed_settings(saved: dict[str, Any], cfg: TrainingConfig, saved_world: int, world: int) -> list[str]:
     """Settings whose change makes the resumed run differ from an uninterrupted one (said, not refused)."""
     notes = []
-    for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout"):
+    for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling", "distill"):
         if name in saved and saved[name] != getattr(cfg, name):
             notes.append(f"{name} changed from {saved[name]} to {getattr(cfg, name)} since the checkpoint.")
     if "update_freq" in saved and saved["update_freq"] * saved_world != cfg.update_freq * world:

@@ -35,3 +35,18 @@ def label_smoothed_nll_loss(logits: torch.Tensor, target: torch.Tensor, epsilon:
 def to_base2_per_token(total: float, ntokens: int) -> float:
     """fairseq logs losses per token in bits (divided by ln 2)."""
     return total / max(ntokens, 1) / LN2
+
+
+# In-place distillation (sampling.py's sandwich rule): the largest SubTransformer teaches the others.
+def teacher_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """The teacher's log-probabilities, detached, [tokens, V] in float32."""
+    return F.log_softmax(logits.detach().reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_lprobs: torch.Tensor, target: torch.Tensor,
+                      padding_idx: int = 1) -> torch.Tensor:
+    """Cross entropy of the student against the teacher's distribution, summed over non-pad target tokens."""
+    lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+    keep = target.reshape(-1).ne(padding_idx)
+    per_token = -(teacher_lprobs.exp() * lprobs).sum(dim=-1)
+    return per_token.masked_fill(~keep, 0.0).sum()

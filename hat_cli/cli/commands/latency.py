@@ -91,14 +91,19 @@ def fit_predictor(
 
     kind = predictor_kind(model)
     dataset, out, backend = resolve.fit_inputs(dataset, hw, task, out)
-    rows = LatencyRows.from_table(read_latency_csv(dataset))
+    table = read_latency_csv(dataset)
+    rows = LatencyRows.from_table(table)
     test_rows = LatencyRows.from_table(read_latency_csv(test)) if test else None
     norm = resolve.lat_norm(lat_norm, backend, dataset)
     with make_progress(transient=True) as progress:
         bar = progress.add_task(f"fit {model}", total=kind.fit_steps, info="")
         report = fitting.fit_and_evaluate(rows, model, seed, norm, test_rows, progress=lambda done, total: progress.update(bar, completed=done))
         progress.update(bar, completed=progress.tasks[0].total)
-    report.predictor.training.update({"dataset": str(dataset), "test_dataset": str(test) if test else None, "holdout": report.holdout, "test": report.test})
+    # What the search's safety margin needs (search/budget.py): the error on rows the fit did not see,
+    # over every row, and how much the device itself varied during the collection.
+    cv = fitting.cross_validated_error(rows, model, seed, norm)
+    report.predictor.training.update({"dataset": str(dataset), "test_dataset": str(test) if test else None, "holdout": report.holdout,
+                                      "test": report.test, "cv": cv, "reference": table.reference_record()})
     report.predictor.save(out)
     plot = Path(out) / fitting.PLOT_FILE
     title = f"{model} on {Path(test or dataset).name}: RMSE {report.test['rmse_ms']:.2f} ms, within 10% {report.test['within_10pct']:.1%}"

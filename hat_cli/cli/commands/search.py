@@ -31,7 +31,24 @@ def search(
     device: Optional[str] = DEVICE,
     seed: int = SEED,
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/search/<task>-<hw>-<budget>)."),
-    verify: bool = typer.Option(False, "--verify", help="Measure the winner on this machine and compare with the prediction."),
+    verify: bool = typer.Option(
+        False, "--verify",
+        help="Measure the winner on this machine as a later measurement would: fresh model instances, each right "
+        "after the latency collection's reference architecture (cancels drift); reports the noise band."),
+    verify_rounds: int = typer.Option(5, "--verify-rounds", help="Rounds of --verify (winner and reference, fresh instances each)."),
+    margin: Optional[str] = typer.Option(
+        None, "--margin",
+        help="Share of the budget kept free so that the winner still fits when measured again: auto (default: "
+        "1.645 x the predictor's cross-validated relative error and the device's run-to-run spread combined), a "
+        "fraction or a percentage; 0 searches up to the budget, as HAT did."),
+    rerank: int = typer.Option(
+        0, "--rerank",
+        help="Second stage: train the best candidate of up to N coarse cells (encoder width, decoder width, "
+        "decoder depth) from scratch for --rerank-updates updates and keep the one with the lowest validation loss (0: off, HAT's search)."),
+    rerank_updates: Optional[int] = typer.Option(
+        None, "--rerank-updates",
+        help="Training updates per re-ranked candidate (default: 60% of the task's train-sub updates, where the "
+        "validation loss ranks like the finished models'; Multi30k: 1800)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore the scores an earlier (interrupted) run saved in --out."),
     json_output: bool = JSON,
 ) -> None:
@@ -39,11 +56,15 @@ def search(
 
     HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50 crossovers, 30 iterations), seeded. Each architecture is scored once: HAT re-scores the parents every iteration, but the score is deterministic, so the cache changes only the time.
 
+    It searches under the budget less a safety margin (--margin), so that the winner still fits when measured again; --rerank adds a second stage that trains the best candidates briefly from scratch.
+
     Writes subtransformer.yml (HAT's format), search.json, history.csv, explored.csv and front.png to --out; scores.json there lets an interrupted search resume (--fresh ignores it).
     """
     # Lazily: torch and the library load when the command runs, not at start-up.
     from hat_cli import resolve
     from hat_cli.search.evolution import EvolutionarySearch, EvolutionSettings
+    from hat_cli.search.budget import parse_margin
+    from hat_cli.search.rerank import RerankSettings
     from hat_cli.search.run import run_search
 
     algorithm = EvolutionarySearch(EvolutionSettings(
@@ -53,7 +74,8 @@ def search(
     request = resolve.search_request(
         task, hw, parse_latency(latency), seed=algorithm.seed, supernet_word=supernet, data_dir_word=data_dir,
         predictor_word=predictor, valid_subset=valid_subset, max_tokens=max_tokens, precision=precision,
-        device=device, out=out, verify=verify, fresh=fresh,
+        device=device, out=out, verify=verify, fresh=fresh, margin=parse_margin(margin),
+        rerank=RerankSettings(candidates=rerank, updates=rerank_updates), verify_rounds=verify_rounds,
     )
     with make_progress() as progress:
         summary = run_search(request, algorithm, progress=progress, log=lambda message: console.print(message, highlight=False))
@@ -65,6 +87,10 @@ def search(
     )
     if "verify" in summary:
         v = summary["verify"]
-        console.print(f"measured {v['measured_latency_ms']:.1f} ms on this machine vs {v['predicted_latency_ms']:.1f} ms predicted", highlight=False)
+        console.print(
+            f"measured {v['measured_latency_ms']:.2f} ms on this machine (±{100 * v['noise_band']:.1f}%, "
+            f"{'drift-corrected by the reference' if v['drift_corrected'] else 'no reference to correct drift'}) "
+            f"vs {v['predicted_latency_ms']:.2f} ms predicted; margin kept {100 * summary['margin']['fraction']:.1f}%",
+            highlight=False)
     if json_output:
         emit_json(summary)

@@ -112,13 +112,21 @@ def train_super(
     seed: Optional[int] = SEED,
     keep_last: Optional[int] = KEEP_LAST,
     final_model: Optional[str] = FINAL_MODEL,
+    sampling: Optional[str] = typer.Option(
+        None, "--sampling",
+        help="random: one uniformly drawn SubTransformer per update (HAT's); sandwich: the largest, the smallest "
+        "and --sandwich-random random ones on every update's batches (ranks architectures better, costs more per update)."),
+    sandwich_random: Optional[int] = typer.Option(None, "--sandwich-random", help="Random SubTransformers per sandwich update (default 2)."),
+    distill: Optional[float] = typer.Option(
+        None, "--distill",
+        help="With --sampling sandwich: weight (0-1) of in-place distillation from the largest SubTransformer for the others (0: off)."),
     resume: bool = RESUME,
     validate_every: Optional[int] = VALIDATE_EVERY,
     save_interval: Optional[int] = SAVE_INTERVAL,
     device: Optional[str] = DEVICE,
     json_output: bool = JSON,
 ) -> None:
-    """Train a SuperTransformer: one uniformly sampled SubTransformer per update (docs/METHOD.md §3.1)."""
+    """Train a SuperTransformer: one uniformly sampled SubTransformer per update (docs/METHOD.md §3.1), or the sandwich rule with --sampling sandwich."""
     # Lazily: torch and the library load when the command runs, not at start-up.
     from hat_cli import resolve
     from hat_cli.training.config import resolve_training_config
@@ -128,7 +136,8 @@ def train_super(
     cfg = resolve_training_config(the_task.name, "super", config, _overrides(
         max_updates=max_updates, max_tokens=max_tokens, update_freq=update_freq, lr=lr, warmup_updates=warmup_updates,
         precision=precision, seed=seed, keep_last=keep_last, validate_every=validate_every,
-        save_interval_updates=save_interval, final_model=final_model))
+        save_interval_updates=save_interval, final_model=final_model, sampling=sampling,
+        sandwich_random=sandwich_random, distill=distill))
     run = TrainRun(
         task=the_task, kind="super", config=cfg, space=resolve.search_space(space, the_task),
         data_dir=resolve.data_dir(data_dir, the_task), save_dir=resolve.train_save_dir(save_dir, the_task),

@@ -113,6 +113,8 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     relative = np.abs(error) / measured
     return {
         "rmse_ms": float(np.sqrt(np.mean(error**2))),
+        # The search's safety margin scales with this (search/budget.py): errors as fractions of the latency.
+        "relative_rmse": float(np.sqrt(np.mean((error / measured) ** 2))),
         "mape": float(np.mean(relative)),
         "within_10pct": float(np.mean(relative <= 0.10)),
         "n": int(len(measured)),

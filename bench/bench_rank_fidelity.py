@@ -1,0 +1,146 @@
+"""Rank fidelity: does a proxy order architectures as training them alone does?
+
+    python bench/bench_rank_fidelity.py --task multi30k.de-en --data-dir DATA \
+        --supernet hat=SUPER_DIR --supernet sandwich=SUPER_DIR2 \
+        --trained NAME=SAVE_DIR [--trained NAME=SAVE_DIR ...] [--bleu NAME=TEST_JSON ...] --out OUT.json
+
+Each ``--trained`` directory is what `hat train-sub --save-dir` wrote for one architecture: ``model/config.json``
+(the architecture and the validation loss of the final model) and ``train_log.jsonl`` (the validation loss at
+every validation). The truth is that final validation loss. The proxies are
+
+- ``inherited:LABEL``: the validation loss of the architecture's slice of each SuperTransformer, scored
+  exactly as `hat search` scores candidates (same data, label smoothing, precision);
+- ``short:N``: the validation loss after the first N updates of the same standalone run, which is what a
+  re-ranking stage of N updates would see (same seed, same learning-rate schedule up to N).
+
+Printed: one row per architecture and the Kendall tau (tau-b) of every proxy against the truth, plus the
+truth against test BLEU where given. Needs a GPU for the inherited scores of a real task (bf16), or runs on
+the CPU (fp32) for the demo task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def kendall_tau(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b: +1 when both orders agree on every pair, -1 when every pair is reversed."""
+    concordant = discordant = ties_x = ties_y = 0
+    n = len(x)
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else float("nan")
+
+
+def pairs(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, _, path = value.partition("=")
+        if not path:
+            raise SystemExit(f"expected NAME=PATH, got {value!r}")
+        out[name] = path
+    return out
+
+
+def standalone_record(save_dir: Path) -> dict:
+    config = json.loads((save_dir / "model" / "config.json").read_text())
+    curve = {}
+    log = save_dir / "train_log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("valid_loss"):
+                curve[int(row["updates"])] = float(row["valid_loss"]["arch"])  # a resumed run's later line wins
+    return {"arch": config["arch"], "final": float(config["training"]["valid_loss"]["arch"]), "curve": curve}
+
+
+def inherited_losses(supernet: Path, archs: dict[str, dict], task_name: str, data_dir: Path, device: str | None) -> dict[str, float]:
+    from hat_cli import resolve
+    from hat_cli.core.devices import resolve_device
+    from hat_cli.data.batching import load_split
+    from hat_cli.model.directory import load_model
+    from hat_cli.model.space import SubTransformerConfig
+    from hat_cli.search import fitness
+
+    task = resolve.task(task_name)
+    dev = resolve_device(device)
+    model, _ = load_model(supernet)
+    data = load_split(data_dir, "valid", task.src, task.tgt)
+    valid = fitness.prepare_validation(data, fitness.default_max_tokens(dev), dev)
+    score = fitness.ValidationLoss(model, valid, fitness.default_precision(dev))
+    names = list(archs)
+    losses = score([SubTransformerConfig.from_dict(archs[n]["arch"]) for n in names])
+    return dict(zip(names, losses))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--supernet", action="append", default=[], help="LABEL=MODEL_DIR of a SuperTransformer")
+    parser.add_argument("--trained", action="append", default=[], help="NAME=SAVE_DIR of `hat train-sub`")
+    parser.add_argument("--bleu", action="append", default=[], help="NAME=JSON of `hat test --json`")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    records = {}
+    for name, path in pairs(args.trained).items():
+        try:
+            records[name] = standalone_record(Path(path))
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"skipping {name}: {exc}")
+    names = sorted(records)
+    truth = [records[n]["final"] for n in names]
+    proxies: dict[str, dict[str, float]] = {}
+    for label, path in pairs(args.supernet).items():
+        proxies[f"inherited:{label}"] = inherited_losses(Path(path), {n: records[n] for n in names}, args.task, args.data_dir, args.device)
+    common_updates = set.intersection(*(set(records[n]["curve"]) for n in names)) if names else set()
+    final_update = max(common_updates) if common_updates else None
+    for updates in sorted(common_updates):
+        if updates != final_update:
+            proxies[f"short:{updates}"] = {n: records[n]["curve"][updates] for n in names}
+    bleu = {}
+    for name, path in pairs(args.bleu).items():
+        try:
+            bleu[name] = float(json.loads(Path(path).read_text())["bleu"])
+        except (OSError, KeyError, ValueError):
+            pass
+
+    taus = {label: kendall_tau([values[n] for n in names], truth) for label, values in proxies.items()}
+    with_bleu = [n for n in names if n in bleu]
+    if len(with_bleu) > 2:  # lower loss should mean higher BLEU: tau of loss against -BLEU
+        taus["truth_vs_test_bleu"] = kendall_tau([records[n]["final"] for n in with_bleu], [-bleu[n] for n in with_bleu])
+    doc = {"architectures": {n: {**records[n], **{k: v[n] for k, v in proxies.items()}, "bleu": bleu.get(n)} for n in names},
+           "kendall_tau": taus, "count": len(names)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+
+    columns = list(proxies)
+    print("| architecture | standalone valid loss | " + " | ".join(columns) + " | BLEU |")
+    print("|---|---|" + "---|" * len(columns) + "---|")
+    for n in sorted(names, key=lambda k: records[k]["final"]):
+        cells = " | ".join(f"{proxies[c][n]:.3f}" for c in columns)
+        print(f"| {n} | {records[n]['final']:.3f} | {cells} | {bleu.get(n, float('nan')):.2f} |")
+    print(f"\nKendall tau against the standalone valid loss ({len(names)} architectures):")
+    for label, tau in taus.items():
+        print(f"  {label}: {tau:+.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The search against hand-scaled Transformers on one GPU, and the rank fidelity of its proxies (issue 17).
+
+    python bench/bench_search_front.py --raw DIR_WITH_MULTI30K_RAW --work runs/front [--deadline-min 23] [--dry-run]
+
+Everything goes through `hat` with the Multi30k task defaults, on one GPU:
+
+1. quiet GPU: `hat data`; `hat collect-latency --hw cuda` (150 samples, a drift reference every 10);
+   `hat fit-predictor`; `hat profile --hw cuda` of the plain 256-wide models with 1, 2 and 3 decoder layers,
+   whose measured latencies are the three budgets;
+2. side by side: `hat train-super` twice (HAT's one random SubTransformer per update, and the sandwich rule
+   with in-place distillation); `hat train-sub` + `hat test` of the plain families scaled by depth and width
+   (256, 384, 512 wide; 1-3 decoder layers), the largest and smallest SubTransformers and two random ones,
+   validated every 250 updates (the short-training proxies of the rank-fidelity table);
+3. once a SuperTransformer is trained: `hat search --verify` at each budget, as published on HAT's
+   SuperTransformer (`--margin 0`, no re-ranking), and ours (`--margin auto --rerank 4`) on the sandwich one
+   (`--ours-supernet hat` uses HAT's); each winner trained with seeds 1 and 2 (HAT's with seed 1) and tested;
+   the plain models' second seeds;
+4. quiet GPU again: every winner and plain model measured by `hat profile --hw cuda` in a fresh process, and
+   the inherited validation losses of every trained architecture under both SuperTransformers
+   (bench/bench_rank_fidelity.py).
+
+Jobs run at most ``--slots`` at a time in priority order; past ``--deadline-min`` no job starts and running
+ones are stopped, so that step 4 always runs. Everything lands in --work (json/, logs, timeline.txt);
+`python bench/search_front_report.py --work DIR` makes the tables and the plot. With --dry-run the same
+plan runs on the CPU on the demo task in a few minutes (a check of the plumbing, not of the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Job:
+    name: str
+    commands: list[list[str]]
+    priority: int
+    after: set[str] = field(default_factory=set)  # job names that must have finished
+    ready: object = None  # optional callable: extra condition (e.g. a file exists)
+    expand: object = None  # optional callable run when the job finishes: returns new jobs
+    process: subprocess.Popen | None = None
+    step: int = 0
+    started: float = 0.0
+    done: bool = False
+    rc: int | None = None
+
+
+class Pipeline:
+    def __init__(self, work: Path, slots: int, deadline_s: float, env: dict[str, str]):
+        self.work, self.slots, self.deadline, self.env = work, slots, time.time() + deadline_s, env
+        self.jobs: dict[str, Job] = {}
+        self.t0 = time.time()
+
+    def log(self, message: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {message}"
+        print(line, flush=True)
+        with open(self.work / "timeline.txt", "a") as handle:
+            handle.write(line + "\n")
+
+    def add(self, job: Job) -> None:
+        self.jobs[job.name] = job
+
+    def _start_step(self, job: Job) -> None:
+        command = job.commands[job.step]
+        stdout = open(self.work / "json" / f"{job.name}.{job.step}.json", "w")
+        stderr = open(self.work / "logs" / f"{job.name}.err", "a")
+        job.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=self.env, start_new_session=True)
+
+    def run(self) -> None:
+        while True:
+            running = [j for j in self.jobs.values() if j.process is not None and not j.done]
+            for job in running:
+                rc = job.process.poll()
+                if rc is None:
+                    continue
+                if rc == 0 and job.step + 1 < len(job.commands):
+                    job.step += 1
+                    self._start_step(job)
+                    continue
+                job.done, job.rc = True, rc
+                self.log(f"done {job.name} rc={rc} in {time.time() - job.started:.0f} s")
+                if rc == 0 and job.expand is not None:
+                    for new in job.expand():
+                        self.add(new)
+            if time.time() > self.deadline:
+                for job in self.jobs.values():
+                    if job.process is not None and not job.done:
+                        os.killpg(job.process.pid, signal.SIGTERM)
+                        job.done, job.rc = True, -15
+                        self.log(f"stopped {job.name} at the deadline")
+                for job in self.jobs.values():
+                    if job.process is None:
+                        job.done, job.rc = True, None
+                        self.log(f"not started: {job.name}")
+                return
+            busy = sum(1 for j in self.jobs.values() if j.process is not None and not j.done)
+            waiting = sorted((j for j in self.jobs.values() if j.process is None and not j.done), key=lambda j: j.priority)
+            for job in waiting:
+                if busy >= self.slots:
+                    break
+                failed = [a for a in job.after if a in self.jobs and self.jobs[a].done and self.jobs[a].rc != 0]
+                if failed:
+                    job.done, job.rc = True, None
+                    self.log(f"skipped {job.name}: {failed[0]} failed")
+                    continue
+                if any(a not in self.jobs or not self.jobs[a].done for a in job.after):
+                    continue
+                if job.ready is not None and not job.ready():
+                    continue
+                job.started = time.time()
+                self._start_step(job)
+                busy += 1
+                self.log(f"start {job.name}")
+            if all(j.done for j in self.jobs.values()):
+                return
+            time.sleep(1.0)
+
+
+def hat(*args: str) -> list[str]:
+    return ["hat", *args, "--json"]
+
+
+def run_quiet(p: Pipeline, name: str, command: list[str]) -> dict:
+    """A step that must have the GPU to itself: run alone, in the foreground."""
+    started = time.time()
+    out = p.work / "json" / f"{name}.json"
+    with open(out, "w") as stdout, open(p.work / "logs" / f"{name}.err", "w") as stderr:
+        rc = subprocess.call(command, stdout=stdout, stderr=stderr, env=p.env)
+    p.log(f"quiet {name} rc={rc} in {time.time() - started:.0f} s")
+    if rc != 0:
+        return {}
+    try:
+        return json.loads(out.read_text())
+    except ValueError:
+        return {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, help="folder with Multi30k's raw train/valid/test files (hat data --from-dir)")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--slots", type=int, default=12)
+    parser.add_argument("--deadline-min", type=float, default=22.0, help="minutes after which no job starts and running ones stop")
+    parser.add_argument("--samples", type=int, default=150)
+    parser.add_argument("--rerank", type=int, default=4)
+    parser.add_argument("--rerank-updates", type=int, default=None, help="default: hat search's (60%% of train-sub's updates)")
+    parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
+                        help="the SuperTransformer our searches use (HAT's searches always use HAT's)")
+    parser.add_argument("--distill", default="0.5")
+    parser.add_argument("--dry-run", action="store_true", help="the demo task on the CPU with tiny settings")
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    for sub in ("json", "logs", "arch"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HAT_NO_PROGRESS="1", PYTHONUNBUFFERED="1",
+               PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True")
+    p = Pipeline(work, args.slots, args.deadline_min * 60, env)
+    dry = args.dry_run
+    task = "demo" if dry else "multi30k.de-en"
+    hw = "cpu" if dry else "cuda"
+    data = str(work / "data")
+    small = (["--max-updates", "40", "--validate-every", "10", "--save-interval", "10", "--device", "cpu"] if dry
+             else ["--validate-every", "250", "--keep-last", "4"])
+    sub_small = small + (["--keep-last", "4"] if dry else [])
+    search_small = (["--population", "10", "--parents", "2", "--mutations", "4", "--crossovers", "4", "--iterations", "2",
+                     "--valid-subset", "100", "--device", "cpu", "--rerank-updates", "10"] if dry
+                    else (["--rerank-updates", str(args.rerank_updates)] if args.rerank_updates else []))
+    p.log(f"start: task {task}, hw {hw}, {args.slots} slots, deadline {args.deadline_min} min")
+
+    # ---- 1. quiet: data, latency, budgets
+    if not list((work / "data").glob("dict.*.txt")):
+        run_quiet(p, "data", hat("data", "--task", task, "--data-dir", data,
+                                 *([] if dry else ["--from-dir", str(args.raw)])))
+    # The architectures: the plain families and the extremes (bench/multi30k_archs.py), two random samples.
+    subprocess.check_call([sys.executable, str(HERE / "multi30k_archs.py"), str(work / "arch"), *(["--space", "demo"] if dry else [])])
+    csv, predictor = work / "latency.csv", work / "latency.predictor"
+    run_quiet(p, "collect-latency", hat("collect-latency", "--hw", hw, "--task", task, "--samples", str(20 if dry else args.samples),
+                                        "--csv", str(csv), "--reference-every", "10", "--seed", "1",
+                                        *(["--repetitions", "3"] if dry else [])))
+    run_quiet(p, "fit-predictor", hat("fit-predictor", "--dataset", str(csv), "--out", str(predictor)))
+    budgets = {}
+    for depth in (1, 2, 3):
+        name = f"w256d{depth}"
+        doc = run_quiet(p, f"profile-{name}", hat("profile", str(work / "arch" / f"{name}.yml"), "--task", task, "--hw", hw))
+        if doc:
+            budgets[depth] = float(doc["latency_ms"]["total"])
+    (work / "budgets.json").write_text(json.dumps(budgets, indent=2) + "\n")
+    p.log(f"budgets {budgets}")
+
+    # ---- 2. side by side: SuperTransformers and standalone models
+    def train_and_test(name: str, arch: str, seed: int, priority: int, after=(), extra=()) -> Job:
+        save = work / f"sub-{name}"
+        cleanup = [sys.executable, "-c", f"import shutil,glob; [shutil.rmtree(d) for d in glob.glob('{save}/checkpoint_*')]"]
+        return Job(name, [
+            hat("train-sub", "--task", task, "--arch", arch, "--data-dir", data, "--save-dir", str(save), "--seed", str(seed),
+                *sub_small, *extra),
+            hat("test", str(save / "model"), "--task", task, "--data-dir", data, "--output", str(work / f"hyp-{name}.txt"),
+                *(["--device", "cpu"] if dry else [])),
+            cleanup,
+        ], priority, set(after))
+
+    super_args = ["--task", task, "--data-dir", data, *(small if dry else ["--keep-last", "2"])]
+    p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 0))
+    p.add(Job("super-sandwich", [hat("train-super", *super_args, "--save-dir", str(work / "super-sandwich"),
+                                     "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 1))
+    fixed = [f"w256d{d}" for d in (1, 2, 3)] + [f"w384d{d}" for d in (1, 2, 3)] + [f"plain{d}" for d in (1, 2, 3)] \
+        + ["largest", "smallest", "random11", "random12"]
+    for i, name in enumerate(fixed):
+        p.add(train_and_test(f"{name}-s1", str(work / "arch" / f"{name}.yml"), 1, 10 + i))
+
+    # ---- 3. searches at the budgets, then their winners; the plain models' second seeds
+    def searches_after(supernet: str) -> list[Job]:
+        jobs = []
+        methods = [("ours", ["--margin", "auto", "--rerank", str(args.rerank)]), ("hat", ["--margin", "0"])]
+        for depth, budget in budgets.items():
+            for method, flags in methods:
+                wanted = "hat" if method == "hat" else args.ours_supernet
+                if wanted != supernet:
+                    continue
+                name = f"search-{method}-d{depth}"
+                out = work / name
+                cmd = hat("search", "--task", task, "--hw", hw, "--latency", f"{budget:.4f}ms", "--supernet",
+                          str(work / f"super-{supernet}" / "model"), "--data-dir", data, "--predictor", str(predictor),
+                          "--out", str(out), "--verify", *flags, *search_small)
+
+                def winners(out=out, method=method, depth=depth) -> list[Job]:
+                    arch = str(out / "subtransformer.yml")
+                    seeds = (1, 2) if method == "ours" else (1,)
+                    return [train_and_test(f"{method}-d{depth}-s{seed}", arch, seed, (2 if method == "ours" else 30) + seed)
+                            for seed in seeds]
+
+                jobs.append(Job(name, [cmd], 3 if method == "ours" else 29, expand=winners))
+        return jobs
+
+    p.jobs["super-hat"].expand = lambda: searches_after("hat")
+    p.jobs["super-sandwich"].expand = lambda: searches_after("sandwich")
+    for i, name in enumerate(["w256d1", "w256d2", "w256d3", "w384d1", "plain1", "w384d2", "w384d3", "plain2", "plain3"]):
+        p.add(train_and_test(f"{name}-s2", str(work / "arch" / f"{name}.yml"), 2, 40 + i))
+
+    p.run()
+
+    # ---- 4. quiet again: fresh-process latency of every model; inherited losses of every architecture
+    for yml in sorted((work / "arch").glob("*.yml")):
+        if not (work / "json" / f"profile-{yml.stem}.json").exists():
+            run_quiet(p, f"profile-{yml.stem}", hat("profile", str(yml), "--task", task, "--hw", hw))
+    for out in sorted(work.glob("search-*")):
+        if (out / "subtransformer.yml").exists():
+            run_quiet(p, f"profile-{out.name}", hat("profile", str(out / "subtransformer.yml"), "--task", task, "--hw", hw))
+    trained = [f"--trained={d.name[4:]}={d}" for d in sorted(work.glob("sub-*-s1")) if (d / "model" / "config.json").exists()]
+    supernets = [f"--supernet={label}={work / f'super-{label}' / 'model'}" for label in ("hat", "sandwich")
+                 if (work / f"super-{label}" / "model" / "config.json").exists()]
+    bleu = [f"--bleu={j.stem[:-2]}={j}" for j in sorted((work / "json").glob("*-s1.1.json"))]
+    run_quiet(p, "rank-fidelity", [sys.executable, str(HERE / "bench_rank_fidelity.py"), "--task", task, "--data-dir", data,
+                                   *supernets, *trained, *bleu, "--out", str(work / "rank_fidelity.json")])
+    for d in work.glob("super-*"):  # the weights stay on the GPU machine; free the disk
+        for c in d.glob("checkpoint_*"):
+            shutil.rmtree(c, ignore_errors=True)
+    p.log("pipeline finished")
+    (work / "DONE").write_text("done\n")
+
+
+if __name__ == "__main__":
+    main()

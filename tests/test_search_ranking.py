@@ -1,0 +1,184 @@
+"""Issue 17: the sandwich SuperTransformer, the budget margin, `--verify` against the reference, re-ranking.
+
+Everything runs the real code on the offline demo task (`hat data --task demo` generates it in a second):
+a short `hat train-super`, a real latency collection on this CPU, `hat fit-predictor`, `hat search`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hat_cli.cli.app import app
+from hat_cli.core.errors import HatError
+from hat_cli.latency.dataset import read_latency_csv
+from hat_cli.model.space import SearchSpace
+from hat_cli.search.budget import budget_margin, parse_margin, verify_against_reference
+from hat_cli.search.rerank import RerankSettings, cell, pick_candidates
+from hat_cli.training.loss import distillation_loss, teacher_log_probs
+from hat_cli.training.sampling import check_sampling, update_architectures
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_rank_fidelity import kendall_tau  # noqa: E402
+
+runner = CliRunner()
+
+
+def hat(*args: str) -> dict:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A real demo pipeline up to the predictor: data, a 20-update SuperTransformer, 16 latency samples."""
+    root = tmp_path_factory.mktemp("ranking")
+    data = root / "data"
+    hat("data", "--task", "demo", "--data-dir", str(data))
+    trained = hat("train-super", "--task", "demo", "--data-dir", str(data), "--save-dir", str(root / "super"),
+                  "--max-updates", "20", "--device", "cpu")
+    csv = root / "lat.csv"
+    hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "16", "--csv", str(csv), "--repetitions", "2",
+        "--reference-every", "4")
+    hat("fit-predictor", "--dataset", str(csv), "--out", str(root / "lat.predictor"))
+    return {"root": root, "data": data, "supernet": Path(trained["checkpoint"]), "predictor": root / "lat.predictor", "csv": csv}
+
+
+# ------------------------------------------------------------------------------------------ sandwich
+def test_sandwich_trains_the_extremes_and_hats_draw():
+    space = SearchSpace.builtin("demo")
+    random_one = update_architectures(space, "random", 7, arch_seed_offset=3)
+    assert random_one == [space.sample(random.Random(10))]  # HAT's rule, unchanged
+    sandwich = update_architectures(space, "sandwich", 7, arch_seed_offset=3, sandwich_random=2)
+    assert sandwich[0] == space.largest(2) and sandwich[1] == space.smallest(-1)
+    assert sandwich[2] == random_one[0]  # the first random one is HAT's draw for that update
+    assert len(sandwich) == 4
+
+
+def test_sampling_settings_are_checked():
+    for args in (("nope", 2, 0.0), ("sandwich", -1, 0.0), ("sandwich", 2, 1.5), ("random", 2, 0.5)):
+        with pytest.raises(HatError):
+            check_sampling(*args)
+
+
+def test_distillation_loss_is_the_cross_entropy_to_the_teacher():
+    torch.manual_seed(0)
+    teacher_logits, student_logits = torch.randn(2, 3, 7), torch.randn(2, 3, 7)
+    target = torch.tensor([[4, 5, 1], [6, 1, 1]])  # 1 = pad: three tokens count
+    teacher = teacher_log_probs(teacher_logits)
+    loss = distillation_loss(student_logits, teacher, target, padding_idx=1)
+    p, log_q = teacher.exp(), torch.log_softmax(student_logits.reshape(-1, 7), -1)
+    keep = target.reshape(-1) != 1
+    assert loss.item() == pytest.approx(-(p * log_q).sum(-1)[keep].sum().item(), rel=1e-6)
+    # Against itself it is the teacher's entropy, the least any student can reach.
+    own = distillation_loss(teacher_logits, teacher, target, padding_idx=1)
+    assert own.item() < loss.item()
+
+
+def test_sandwich_supernet_trains_and_records_its_settings(demo_run, tmp_path):
+    out = hat("train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir", str(tmp_path / "sw"),
+              "--max-updates", "6", "--device", "cpu", "--sampling", "sandwich", "--distill", "0.5", "--validate-every", "6")
+    assert all(math.isfinite(v) for v in out["valid_loss"].values())
+    training = json.loads((Path(out["checkpoint"]) / "config.json").read_text())["training"]
+    assert training["sampling"] == "sandwich" and training["distill"] == 0.5
+    bad = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir",
+                              str(tmp_path / "bad"), "--distill", "0.5"])
+    assert bad.exit_code == 2 and "sandwich" in bad.output
+
+
+# ------------------------------------------------------------------------------------------ margin and verify
+def test_fit_predictor_records_what_the_margin_needs(demo_run):
+    training = json.loads((demo_run["predictor"] / "predictor.json").read_text())["training"]
+    assert training["cv"]["n"] == 16 and training["cv"]["relative_rmse"] > 0
+    reference = training["reference"]
+    assert reference["count"] == 4 and reference["median_ms"] > 0 and reference["arch"]["encoder_layer_num"] == 3
+
+
+def test_margin_combines_predictor_error_and_device_spread():
+    class Fitted:
+        training = {"cv": {"relative_rmse": 0.03}, "reference": {"spread": 0.04}}
+
+    auto = budget_margin(Fitted())
+    assert auto.fraction == pytest.approx(1.645 * 0.05) and auto.source == "auto"
+    assert budget_margin(Fitted(), 0.0).fraction == 0.0
+    assert budget_margin(object()).fraction == 0.0  # nothing recorded (a published predictor): no margin
+    assert parse_margin("5%") == pytest.approx(0.05) and parse_margin("0.1") == 0.1 and parse_margin("auto") is None
+    for text in ("-1%", "90%", "nan", "lots"):
+        with pytest.raises(HatError):
+            parse_margin(text)
+
+
+def test_verify_takes_out_drift_through_the_reference():
+    # The device got 20% slower since the collection: the reference measured 12 ms then, 10 ms at collection.
+    times = {"winner": 6.0, "reference": 12.0}
+    report = verify_against_reference(lambda arch: times[arch], "winner", "reference", 10.0, budget_ms=5.5, rounds=3)
+    assert report["drift_corrected"] and report["measured_latency_ms"] == pytest.approx(5.0)
+    assert report["within_budget"] and report["drift_factor"] == pytest.approx(1.2)
+    raw = verify_against_reference(lambda arch: times[arch], "winner", None, None, budget_ms=5.5, rounds=2)
+    assert not raw["drift_corrected"] and raw["measured_latency_ms"] == 6.0 and not raw["within_budget"]
+
+
+def test_search_keeps_the_margin_and_verifies_on_fresh_instances(demo_run, tmp_path):
+    measured = sorted(float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"])
+                      for r in read_latency_csv(demo_run["csv"]).samples())
+    budget = measured[-1]  # the slowest sample: room under it even after a margin of up to 50%
+    common = ["search", "--task", "demo", "--hw", "cpu", "--latency", f"{budget:.4f}ms", "--supernet", str(demo_run["supernet"]),
+              "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--population", "8",
+              "--parents", "2", "--mutations", "3", "--crossovers", "3", "--iterations", "2", "--valid-subset", "50",
+              "--device", "cpu"]
+    kept = hat(*common, "--out", str(tmp_path / "auto"), "--verify", "--verify-rounds", "2")
+    m = kept["margin"]
+    assert m["source"] == "auto" and 0 < m["fraction"] <= 0.5
+    assert kept["search_budget_ms"] == pytest.approx(budget * (1 - m["fraction"]), rel=1e-6)
+    assert kept["predicted_latency_ms"] <= kept["search_budget_ms"]
+    v = kept["verify"]
+    assert v["rounds"] == 2 and len(v["raw_ms"]) == 2 and len(v["reference_now_ms"]) == 2 and v["drift_corrected"]
+    plain = hat(*common, "--out", str(tmp_path / "none"), "--margin", "0")
+    assert plain["margin"]["fraction"] == 0 and plain["search_budget_ms"] == pytest.approx(budget, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ re-ranking
+def test_candidates_are_the_best_of_each_coarse_cell():
+    space = SearchSpace.builtin("demo")
+    rng = random.Random(3)
+    configs = list({space.sample(rng) for _ in range(60)})
+    explored = {c: (float(i % 7), float(i % 5)) for i, c in enumerate(configs)}
+    picked = pick_candidates(explored, budget_ms=3.0, count=4)
+    assert len({cell(c) for c in picked}) == len(picked) <= 4
+    feasible = {c: v for c, v in explored.items() if v[1] <= 3.0}
+    assert all(c in feasible for c in picked)
+    for c in picked:  # nothing in its cell scores better
+        assert all(feasible[o][0] >= feasible[c][0] for o in feasible if cell(o) == cell(c))
+    losses = [feasible[c][0] for c in picked]
+    assert losses == sorted(losses)
+    assert RerankSettings(4).updates_for("multi30k.de-en") == 1800  # 60% of the task's 3000
+
+
+def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):
+    args = ["search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+            "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--population", "8",
+            "--parents", "2", "--mutations", "3", "--crossovers", "3", "--iterations", "2", "--valid-subset", "50",
+            "--device", "cpu", "--rerank", "3", "--rerank-updates", "4", "--out", str(tmp_path / "r")]
+    first = hat(*args)
+    report = first["rerank"]
+    assert report["updates"] == 4 and 1 <= len(report["candidates"]) <= 3
+    losses = [c["rerank_valid_loss"] for c in report["candidates"]]
+    assert first["arch"] == report["candidates"][losses.index(min(losses))]["arch"]
+    assert not list((tmp_path / "r" / "rerank").glob("candidate-*/checkpoint_*"))  # weights dropped
+    again = hat(*args)  # every candidate's result is reused, nothing is trained again
+    assert [c["rerank_valid_loss"] for c in again["rerank"]["candidates"]] == losses
+    assert again["rerank"]["seconds"] < report["seconds"]
+
+
+def test_kendall_tau():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
