@@ -143,7 +143,9 @@ PAGES = {
         '  --seed <int>             Sample i is drawn from (seed, i), so resuming\n'
         '                           continues the same sequence.  [default: 1]\n'
         '  --reference-every <int>  Re-measure a fixed reference architecture every K\n'
-        '                           samples to expose drift (0 = off).  [default: 50]\n'
+        '                           samples (0 = off): it exposes drift, and its spread\n'
+        "                           and latency set the search's margin and let\n"
+        '                           --verify take drift out.  [default: 10]\n'
         '  --mode <str>             inference (eval + torch.inference_mode, default) or\n'
         "                           published (HAT's training mode + autograd).\n"
         "  --repetitions <int>      Timed runs per architecture (default: the backend's\n"

@@ -19,7 +19,9 @@ def collect_latency(
     samples: int = typer.Option(..., "--samples", "-n", help="Sampled architectures the CSV should hold (a resumed run continues up to this many)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="CSV to append to (default: latency_dataset/<task>_<hw>.csv)."),
     seed: int = typer.Option(1, "--seed", help="Sample i is drawn from (seed, i), so resuming continues the same sequence."),
-    reference_every: int = typer.Option(50, "--reference-every", help="Re-measure a fixed reference architecture every K samples to expose drift (0 = off)."),
+    reference_every: int = typer.Option(
+        10, "--reference-every",
+        help="Re-measure a fixed reference architecture every K samples (0 = off): it exposes drift, and its spread and latency set the search's margin and let --verify take drift out."),
     mode: Optional[str] = typer.Option(None, "--mode", help="inference (eval + torch.inference_mode, default) or published (HAT's training mode + autograd)."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", help="Timed runs per architecture (default: the backend's protocol)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up runs (default: the backend's protocol)."),
