@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 from rich.console import Console
 
-from hat_cli.core.errors import HatError
+from hat_cli.core.errors import HatError, describe_os_error
 
 console = Console(stderr=True)
 
@@ -44,8 +45,13 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def warn(message: str) -> None:
+    """One warning sentence on stderr, not wrapped (a path in it stays whole, for eyes and for grep)."""
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Turn HatError (and a few user-caused OS errors) into exit code 2; HAT_DEBUG=1 shows the traceback."""
+    """Turn HatError and OS errors (a sentence naming the path) into exit code 2; HAT_DEBUG=1 shows the traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -55,10 +61,10 @@ def handle_errors(func: Callable) -> Callable:
             if debug_enabled():
                 console.print_exception()
             fail(str(exc))
-        except FileNotFoundError as exc:
+        except OSError as exc:
             if debug_enabled():
                 console.print_exception()
-            fail(f"File not found: {exc.filename or exc}.")
+            fail(describe_os_error(exc))
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]; everything written so far is complete and can be resumed.")
             raise SystemExit(130)
@@ -91,6 +97,7 @@ def make_progress(transient: bool = False):
     )
 
 
+MAX_LATENCY_MS = 86_400_000.0  # one day: anything longer is a typo, not a budget
 _LATENCY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(ms|s)?\s*$", re.IGNORECASE)
 
 
@@ -104,4 +111,6 @@ def parse_latency(text: str) -> float:
     value = value * 1000.0 if unit == "s" else value
     if value <= 0:
         raise HatError(f"Latency '{text}' must be positive.")
+    if not math.isfinite(value) or value > MAX_LATENCY_MS:
+        raise HatError(f"Latency '{text}' is out of range; budgets go up to one day (86400s).")
     return value
