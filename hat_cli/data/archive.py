@@ -65,10 +65,12 @@ def extract(archive: Path, dest: Path) -> None:
     atomic_write_text(marker, "done\n")
 
 
-def read_lines(path: Path) -> list[str]:
+def read_lines(path: Path, strict: bool = False) -> list[str]:
     """Lines of a UTF-8 text file (gunzipped on the fly when it ends in .gz), without line ends.
 
-    Splits on newlines only (like perl and awk), not on other Unicode line separators."""
+    Splits on newlines only (like perl and awk), not on other Unicode line separators. Downloaded raw
+    corpora may hold a stray bad byte (it becomes U+FFFD, as the Moses scripts pass it through); with
+    ``strict``, for text the user hands us as final, anything that is not UTF-8 text is refused."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -78,7 +80,15 @@ def read_lines(path: Path) -> list[str]:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise HatError(f"{path} is not a valid gzip file ({exc}).") from None
-    text = data.decode("utf-8", errors="replace")
+    if strict:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HatError(f"{path} is not UTF-8 text (byte {exc.start} is not valid UTF-8); give text files.") from None
+        if "\x00" in text:
+            raise HatError(f"{path} holds NUL bytes, so it is binary, not text; give text files.")
+    else:
+        text = data.decode("utf-8", errors="replace")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -9,6 +9,7 @@ loader undoes with ``fix_lua_indexing``), and so do we.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
@@ -67,40 +68,52 @@ class IndexedDatasetWriter:
 
     def add(self, ids: Iterable[int] | np.ndarray) -> None:
         array = np.asarray(ids, dtype=self.dtype)
-        self._bin.write(array.tobytes(order="C"))
+        try:
+            self._bin.write(array.tobytes(order="C"))
+        except OSError as exc:  # a full disk: name the file being written, not the temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(data_path(self.prefix))) from None
         self._sizes.append(int(array.size))
 
     def close(self) -> None:
-        self._bin.flush()
-        os.fsync(self._bin.fileno())
-        self._bin.close()
-        sizes = np.asarray(self._sizes, dtype=np.int32)
-        pointers = np.zeros(len(sizes), dtype=np.int64)
-        if len(sizes) > 1:
-            np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])
-        header = MMAP_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", _CODE_OF[self.dtype]) + struct.pack("<Q", len(sizes))
-        tmp_idx = temporary_sibling(index_path(self.prefix))
+        tmp_idx = None
         try:
-            with open(tmp_idx, "wb") as handle:
-                handle.write(header)
-                handle.write(sizes.tobytes(order="C"))
-                handle.write(pointers.tobytes(order="C"))
-                handle.flush()
-                os.fsync(handle.fileno())
+            self._bin.flush()
+            os.fsync(self._bin.fileno())
+            self._bin.close()
+            sizes = np.asarray(self._sizes, dtype=np.int32)
+            pointers = np.zeros(len(sizes), dtype=np.int64)
+            if len(sizes) > 1:
+                np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])
+            header = MMAP_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", _CODE_OF[self.dtype]) + struct.pack("<Q", len(sizes))
+            tmp_idx = temporary_sibling(index_path(self.prefix))
+            try:
+                with open(tmp_idx, "wb") as handle:
+                    handle.write(header)
+                    handle.write(sizes.tobytes(order="C"))
+                    handle.write(pointers.tobytes(order="C"))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise type(exc)(exc.errno, exc.strerror, str(index_path(self.prefix))) from None
             # .bin first: a reader checks for .idx, which only appears once .bin is complete.
             os.replace(self._tmp_bin, data_path(self.prefix))
             os.replace(tmp_idx, index_path(self.prefix))
+        except OSError as exc:
+            self.abort(tmp_idx)
+            if exc.filename is None:
+                raise type(exc)(exc.errno, exc.strerror, str(data_path(self.prefix))) from None
+            raise
         except BaseException:
-            for tmp in (tmp_idx, self._tmp_bin):
-                if tmp.exists():
-                    tmp.unlink()
+            self.abort(tmp_idx)
             raise
 
-    def abort(self) -> None:
+    def abort(self, *others) -> None:
         if not self._bin.closed:
-            self._bin.close()
-        if self._tmp_bin.exists():
-            self._tmp_bin.unlink()
+            with contextlib.suppress(OSError):  # closing flushes, and the disk may be full
+                self._bin.close()
+        for tmp in (self._tmp_bin, *others):
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
     def __enter__(self) -> "IndexedDatasetWriter":
         return self
@@ -146,16 +159,21 @@ def _read_index(path: str | os.PathLike) -> tuple[np.dtype, np.ndarray, np.ndarr
         pointers = np.frombuffer(raw, dtype=np.int64, count=count, offset=26 + 4 * count)
         return dtype, sizes, pointers // dtype.itemsize, 0
     if raw[:8] == LEGACY_MAGIC:
-        version, code, _element_size, count, nsizes = struct.unpack_from("<QQQQQ", raw, 8)
-        dtype = np.dtype(DTYPE_CODES[code])
-        offset = 48
-        dim_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
-        offset += 8 * (count + 1)
-        data_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
-        offset += 8 * (count + 1)
-        all_sizes = np.frombuffer(raw, dtype=np.int64, count=nsizes, offset=offset)
-        # One-dimensional token tensors: one size per sentence.
-        sizes = all_sizes[dim_offsets[:-1]]
+        try:
+            version, code, _element_size, count, nsizes = struct.unpack_from("<QQQQQ", raw, 8)
+            if code not in DTYPE_CODES or len(raw) < 48 + 8 * (2 * (count + 1) + nsizes):
+                raise ValueError("header and length disagree")
+            dtype = np.dtype(DTYPE_CODES[code])
+            offset = 48
+            dim_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
+            offset += 8 * (count + 1)
+            data_offsets = np.frombuffer(raw, dtype=np.int64, count=count + 1, offset=offset)
+            offset += 8 * (count + 1)
+            all_sizes = np.frombuffer(raw, dtype=np.int64, count=nsizes, offset=offset)
+            # One-dimensional token tensors: one size per sentence.
+            sizes = all_sizes[dim_offsets[:-1]]
+        except (struct.error, ValueError, IndexError):
+            raise HatError(f"Index file {path} is damaged (its header does not match its length or contents).") from None
         return dtype, sizes.astype(np.int64), data_offsets[:-1].copy(), 1
     raise HatError(f"{path} is not a fairseq index file (unknown magic bytes).")
 
@@ -169,10 +187,17 @@ class IndexedDataset:
             raise HatError(f"Binarized data {data_path(prefix)} does not exist.")
         self.dtype, self.sizes, self._offsets, self._shift = _read_index(index_path(prefix))
         nbytes = data_path(prefix).stat().st_size
-        needed = int((self._offsets[-1] + self.sizes[-1]) * self.dtype.itemsize) if len(self.sizes) else 0
+        # Every sentence the index promises must lie inside the data file (a damaged index must not read
+        # past it, or at negative offsets).
+        if len(self.sizes) and (self.sizes.min() < 0 or self._offsets.min() < 0):
+            raise HatError(f"Index file {index_path(prefix)} is damaged (negative sizes or offsets).")
+        ends = (self._offsets.astype(np.float64) + self.sizes) * self.dtype.itemsize
+        needed = int(ends.max()) if len(ends) else 0
         if nbytes < needed:
             raise HatError(f"Binarized data {data_path(prefix)} is shorter than its index says ({nbytes} < {needed} bytes).")
-        self._data = np.memmap(data_path(prefix), dtype=self.dtype, mode="r") if nbytes else np.zeros(0, self.dtype)
+        usable = nbytes - nbytes % self.dtype.itemsize  # a torn last element is never indexed (checked above)
+        self._data = np.memmap(data_path(prefix), dtype=self.dtype, mode="r", shape=(usable // self.dtype.itemsize,)) \
+            if usable else np.zeros(0, self.dtype)
 
     def __len__(self) -> int:
         return len(self.sizes)

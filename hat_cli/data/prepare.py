@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from hat_cli.core import paths
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text
+from hat_cli.core.files import atomic_write_text, sweep_stale
+from hat_cli.core.locks import exclusive
 from hat_cli.data.archive import extract, find_file, read_lines, write_lines
 from hat_cli.data.bpe import BpeApplier, count_words, learn_bpe, write_codes
 from hat_cli.data.dictionary import Dictionary, tokenize_line
@@ -200,7 +201,7 @@ def _processed_text(from_dir: Path, src: str, tgt: str) -> dict[str, dict[str, l
     for split in SPLITS:
         paths = {lang: find_file([from_dir], f"{split}.{lang}") for lang in (src, tgt)}
         if all(paths.values()):
-            text[split] = {lang: read_lines(p) for lang, p in paths.items()}
+            text[split] = {lang: read_lines(p, strict=True) for lang, p in paths.items()}
         elif any(paths.values()):
             missing = [lang for lang, p in paths.items() if p is None][0]
             raise HatError(f"{from_dir} has {split}.{src if missing == tgt else tgt} but no {split}.{missing}; splits need both sides.")
@@ -263,13 +264,12 @@ def prepare_task(
         recipe = Recipe(task.name, joined_dictionary=task.share_all_embeddings, notes="tokenized text from --from-dir")
     else:
         raise HatError(f"Task '{task.name}' has no download recipe; prepare it from tokenized text with --from-dir DIR.")
-    src, tgt = task.src, task.tgt
     out_dir = Path(data_dir) if data_dir is not None else paths.data_dir(task_name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stages = Stages(progress)
     srcdict = Path(srcdict) if srcdict else None
     tgtdict = Path(tgtdict) if tgtdict else None
-    for given in (srcdict, tgtdict):
+    for option, given in (("--srcdict", srcdict), ("--tgtdict", tgtdict)):
+        if given is not None and given.is_dir():
+            raise HatError(f"{option} {given} is a directory; give the dictionary file (dict.<lang>.txt).")
         if given is not None and not given.is_file():
             raise HatError(f"Dictionary file {given} does not exist.")
     from_dir = Path(from_dir) if from_dir is not None else None
@@ -277,6 +277,18 @@ def prepare_task(
         raise HatError(f"--from-dir {from_dir} is not a directory.")
     if preprocessed and (from_dir is not None or srcdict or tgtdict):
         raise HatError("--preprocessed takes the published binarized data as is; it cannot be combined with --from-dir or dictionaries.")
+    # One `hat data` per folder at a time; a killed earlier run's temporary files go now.
+    with exclusive(out_dir, "prepared data", "wait for it to finish or choose another --data-dir", folder=True):
+        sweep_stale(out_dir, recursive=True)
+        return _prepare(task, recipe, out_dir, from_dir, preprocessed, srcdict, tgtdict, seed, progress, mirror, workers,
+                        bpe_merges, keep_text, started)
+
+
+def _prepare(task, recipe, out_dir: Path, from_dir, preprocessed, srcdict, tgtdict, seed, progress, mirror, workers,
+             bpe_merges, keep_text, started) -> dict[str, Any]:
+    task_name = task.name
+    src, tgt = task.src, task.tgt
+    stages = Stages(progress)
 
     mode: str
     ctx = RecipeContext(out_dir, stages, workers, bpe_merges)
