@@ -14,6 +14,7 @@ No torch here: ``hat hw list`` must stay fast.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 from dataclasses import dataclass, field
@@ -90,10 +91,22 @@ class Backend:
     source: str = ""  # filled by the plugin manager: distribution and module that registered it
 
     def __post_init__(self) -> None:
+        # A plugin is outside input: every field is checked here, where it enters, so that a bad one is that
+        # plugin's failure (named and skipped by load_hardware), not a crash of whatever command reads it.
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise HatError(f"A hardware backend needs a name (a non-empty string), not {self.name!r}.")
         if self.device not in ("cpu", "cuda"):
             raise HatError(f"Hardware backend '{self.name}': device must be 'cpu' or 'cuda', not '{self.device}'.")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise HatError(f"Hardware backend '{self.name}': precision must be fp32, fp16 or bf16, not '{self.precision}'.")
+        if not isinstance(self.protocol, MeasurementProtocol):
+            raise HatError(f"Hardware backend '{self.name}': protocol must be a MeasurementProtocol, not {self.protocol!r}.")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise HatError(f"Hardware backend '{self.name}': threads must be None (PyTorch's default) or at least 1, not {self.threads!r}.")
+        if isinstance(self.lat_norm, bool) or not isinstance(self.lat_norm, (int, float)) or not math.isfinite(self.lat_norm) or self.lat_norm <= 0:
+            raise HatError(f"Hardware backend '{self.name}': lat_norm must be a positive number of ms, not {self.lat_norm!r}.")
+        if not isinstance(self.published_predictors, dict):
+            raise HatError(f"Hardware backend '{self.name}': published_predictors must be a dict of task -> predictor name.")
 
     def foreign_device_warning(self) -> Optional[str]:
         """A sentence for the user when this named device is measured on some other machine."""
@@ -175,8 +188,8 @@ def load_hardware(extra_plugins: tuple[Any, ...] = ()) -> HardwareRegistry:
         try:
             plugin = entry_point.load()
             manager.register(plugin, name=entry_point.name)
-        except Exception as exc:  # a broken plugin must never take the CLI down
-            failures.append(PluginFailure(entry_point.name, label, f"{type(exc).__name__}: {exc}"))
+        except (Exception, SystemExit) as exc:  # a broken plugin must never take the CLI down, sys.exit() included
+            failures.append(PluginFailure(entry_point.name, label, _failure(exc)))
             continue
         sources[entry_point.name] = label
     for plugin in extra_plugins:
@@ -198,8 +211,8 @@ def load_hardware(extra_plugins: tuple[Any, ...] = ()) -> HardwareRegistry:
 
         try:
             impl.function(register=register)
-        except Exception as exc:
-            failures.append(PluginFailure(plugin_name, label, f"{type(exc).__name__}: {exc}"))
+        except (Exception, SystemExit) as exc:
+            failures.append(PluginFailure(plugin_name, label, _failure(exc)))
             continue
         for backend in found:
             if backend.name in backends:
@@ -207,6 +220,12 @@ def load_hardware(extra_plugins: tuple[Any, ...] = ()) -> HardwareRegistry:
                 continue
             backends[backend.name] = _with_source(backend, label)
     return HardwareRegistry(backends, failures)
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _with_source(backend: Backend, source: str) -> Backend:
