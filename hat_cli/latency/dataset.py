@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import random
 import statistics
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text
+from hat_cli.core.files import atomic_write_text, make_parent
+from hat_cli.core.locks import exclusive
 from hat_cli.model.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, FEATURE_NAMES, SearchSpace, SubTransformerConfig
 
 LATENCY_COLUMNS = ("latency_mean_encoder", "latency_mean_decoder", "latency_std_encoder", "latency_std_decoder")
@@ -75,18 +77,31 @@ def config_columns(config: SubTransformerConfig, space: SearchSpace) -> dict[str
     return row
 
 
+MAX_LAYERS = 64  # a layer count beyond this in a CSV is damage, not an architecture
+
+
+def _whole(row: dict[str, str], name: str, low: int = 1, high: int = 1 << 20) -> int:
+    """A column holding a whole number (written as 6 or 6.0) within [low, high]; ValueError otherwise."""
+    value = float(row[name])
+    if not math.isfinite(value) or value != int(value) or not low <= value <= high:
+        raise ValueError(f"column {name} is {row[name]}, not a whole number from {low} to {high}")
+    return int(value)
+
+
 def config_from_row(row: dict[str, str]) -> Optional[SubTransformerConfig]:
-    """The architecture of a row with per-layer columns (None for HAT's averaged-only rows)."""
+    """The architecture of a row with per-layer columns (None for HAT's averaged-only rows); a ValueError
+    (or KeyError) names what is wrong with a damaged row."""
     if "encoder_ffn_embed_dim_0" not in row:
         return None
-    enc_layers, dec_layers = int(float(row["encoder_layer_num"])), int(float(row["decoder_layer_num"]))
+    enc_layers, dec_layers = _whole(row, "encoder_layer_num", 1, MAX_LAYERS), _whole(row, "decoder_layer_num", 1, MAX_LAYERS)
     values = {}
     for fields, layers in ((ENCODER_LIST_FIELDS, enc_layers), (DECODER_LIST_FIELDS, dec_layers)):
         for f in fields:
-            values[f] = tuple(int(float(row[f"{f}_{i}"])) for i in range(layers))
+            low = -1 if f == "decoder_arbitrary_ende_attn" else 1
+            values[f] = tuple(_whole(row, f"{f}_{i}", low) for i in range(layers))
     return SubTransformerConfig(
-        encoder_embed_dim=int(float(row["encoder_embed_dim"])),
-        decoder_embed_dim=int(float(row["decoder_embed_dim"])),
+        encoder_embed_dim=_whole(row, "encoder_embed_dim"),
+        decoder_embed_dim=_whole(row, "decoder_embed_dim"),
         encoder_layer_num=enc_layers,
         decoder_layer_num=dec_layers,
         **values,
@@ -133,6 +148,8 @@ class LatencyTable:
 def read_latency_csv(path: str | Path) -> LatencyTable:
     """Read a HAT or hat latency CSV; a HatError names the first problem (header, row, value)."""
     path = Path(path)
+    if path.is_dir():
+        raise HatError(f"Latency dataset {path} is a directory; give the CSV file.")
     if not path.is_file():
         raise HatError(f"Latency dataset {path} does not exist.")
     try:
@@ -146,27 +163,43 @@ def read_latency_csv(path: str | Path) -> LatencyTable:
         header = tuple(next(reader))
     except StopIteration:
         raise HatError(f"Latency dataset {path} is empty.") from None
+    except csv.Error as exc:
+        raise HatError(f"{path} is not a latency dataset: its header is not CSV ({exc}).") from None
     if header[: len(HAT_COLUMNS)] != HAT_COLUMNS:
         raise HatError(
             f"{path} is not a latency dataset: its first {len(HAT_COLUMNS)} columns must be HAT's "
             f"({', '.join(HAT_COLUMNS[:3])}, ..., {HAT_COLUMNS[-1]})."
         )
     rows = []
-    for line_number, values in enumerate(reader, start=2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise HatError(f"{path} line {line_number} has {len(values)} fields, the header has {len(header)}.")
-        row = dict(zip(header, values))
-        for name in HAT_COLUMNS:
-            try:
-                float(row[name])
-            except ValueError:
-                raise HatError(f"{path} line {line_number}: column {name} is '{row[name]}', not a number.") from None
-        rows.append(row)
+    line_number = 1
+    try:
+        for line_number, values in enumerate(reader, start=2):
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise HatError(f"{path} line {line_number} has {len(values)} fields, the header has {len(header)}.")
+            row = dict(zip(header, values))
+            _check_numbers(row, path, line_number)
+            rows.append(row)
+    except csv.Error as exc:
+        raise HatError(f"{path} line {line_number + 1} is not a CSV row ({exc}).") from None
     if not rows:
         raise HatError(f"Latency dataset {path} has a header but no rows.")
     return LatencyTable(path, header, rows)
+
+
+def _check_numbers(row: dict[str, str], path: Path, line_number: int) -> None:
+    """HAT's columns are finite numbers, latencies are not negative: a NaN here would silently poison a
+    predictor fitted on the file."""
+    for name in HAT_COLUMNS:
+        try:
+            value = float(row[name])
+        except ValueError:
+            raise HatError(f"{path} line {line_number}: column {name} is '{row[name]}', not a number.") from None
+        if not math.isfinite(value):
+            raise HatError(f"{path} line {line_number}: column {name} is {row[name]}, not a finite number.")
+        if name in LATENCY_COLUMNS and value < 0:
+            raise HatError(f"{path} line {line_number}: column {name} is {row[name]}; a latency cannot be negative.")
 
 
 # ======================================================================================= writing
@@ -181,34 +214,36 @@ class LatencyCsvWriter:
     def write(self, row: dict[str, object]) -> None:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow([_format(row.get(c, "")) for c in self.header])
-        self._handle.write(buffer.getvalue())
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(buffer.getvalue())
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:  # a full disk: name the CSV (a torn last line is cut on resume)
+            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
-        self._handle.close()
+        try:
+            self._handle.close()
+        except OSError:  # the write that failed already said why
+            pass
 
 
 def open_for_append(path: Path, header: tuple[str, ...], identity: dict[str, str]) -> tuple[LatencyCsvWriter, list[dict[str, str]]]:
     """Open ``path`` to continue collecting: create it with ``header``, or check that an existing file has
     this header and was collected with the same ``identity`` columns (hardware, task, seed, ...), cut a
     torn last line, and return the writer plus the rows already there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     if not path.exists() or path.stat().st_size == 0:
         atomic_write_text(path, ",".join(header) + "\n")
         return LatencyCsvWriter(path, header), []
     with open(path, "rb") as handle:
         data = handle.read()
-    if not data.endswith(b"\n"):
-        # The process died in the middle of a row: drop the partial line so it is measured again.
-        keep = data.rfind(b"\n") + 1
-        if keep == 0:
-            raise HatError(f"{path} has no complete header line; delete it or choose another --csv.")
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-    table_header = tuple(next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8", "replace")))))
+    # The header is checked before anything is changed: a file that is not our dataset stays untouched.
+    first = data.split(b"\n", 1)[0]
+    try:
+        table_header = tuple(next(csv.reader(io.StringIO(first.decode("utf-8")))))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        raise HatError(f"{path} exists and is not a latency dataset; choose another --csv.") from None
     if table_header == tuple(c for c in header if c != "instances"):
         raise HatError(
             f"{path} was collected by an earlier hat, before latency CSVs recorded placements per measurement "
@@ -219,6 +254,14 @@ def open_for_append(path: Path, header: tuple[str, ...], identity: dict[str, str
             f"{path} already exists with different columns (made by another version, space or tool); "
             f"choose another --csv to start a new dataset."
         )
+    if b"\n" not in data:
+        raise HatError(f"{path} has no complete header line; delete it or choose another --csv.")
+    if not data.endswith(b"\n"):
+        # The process died in the middle of a row: drop the partial line so it is measured again.
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+            handle.flush()
+            os.fsync(handle.fileno())
     try:
         existing = read_latency_csv(path).rows
     except HatError as exc:
@@ -274,11 +317,20 @@ def collect(
         raise HatError(f"--samples must be at least 0, got {samples}.")
     if reference_every < 0:
         raise HatError(f"--reference-every must be 0 (off) or positive, got {reference_every}.")
+    with exclusive(path, "latency measurements", "wait for it to finish (then run again to continue) or choose another --csv"):
+        return _collect(path, space, measure, samples, seed, metadata, reference_every, on_progress)
+
+
+def _collect(path, space, measure, samples, seed, metadata, reference_every, on_progress) -> CollectionResult:
     header = header_for(space)
     identity = {k: str(metadata[k]) for k in ("hardware", "task", "seed", "mode", "precision", "instances")}
     writer, existing = open_for_append(path, header, identity)
-    done = {int(r["sample_index"]) for r in existing if r["reference"] == "0"}
-    referenced = {int(r["sample_index"]) for r in existing if r["reference"] == "1"}
+    try:
+        done = {int(r["sample_index"]) for r in existing if r["reference"] == "0"}
+        referenced = {int(r["sample_index"]) for r in existing if r["reference"] == "1"}
+    except ValueError:
+        writer.close()
+        raise HatError(f"{path} has a sample_index that is not a whole number; it was not written by hat collect-latency.") from None
     references = [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in existing if r["reference"] == "1"]
     reference = reference_config(space)
     new_rows = 0

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
-from safetensors.numpy import save
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_bytes, atomic_write_text
+from hat_cli.core.files import atomic_write_text, make_parent
+from hat_cli.core.tensors import save_tensors
 from hat_cli.latency.dataset import config_from_row
 from hat_cli.model.space import FEATURE_NAMES, SubTransformerConfig
 from hat_cli.tasks import TASKS
@@ -55,6 +55,7 @@ class LatencyRows:
     decoder_ms: np.ndarray
     timed: TimedShape = TimedShape()
     task: Optional[str] = None  # the task the rows were measured for, when the CSV says (HAT's do not)
+    hardware: Optional[str] = None  # the backend that measured them, when the CSV says
 
     @property
     def total_ms(self) -> np.ndarray:
@@ -70,7 +71,7 @@ class LatencyRows:
     def subset(self, index: Sequence[int]) -> "LatencyRows":
         index = np.asarray(index, dtype=int)
         return LatencyRows(self.features[index], [self.configs[i] for i in index], self.encoder_ms[index],
-                           self.decoder_ms[index], self.timed, self.task)
+                           self.decoder_ms[index], self.timed, self.task, self.hardware)
 
     @classmethod
     def from_table(cls, table) -> "LatencyRows":
@@ -81,15 +82,19 @@ class LatencyRows:
         features = np.array([[float(r[c]) for c in FEATURE_NAMES] for r in rows], dtype=np.float64)
         try:
             configs = [config_from_row(r) for r in rows]
-        except (KeyError, ValueError):
-            raise HatError(f"{table.path} has per-layer columns that do not match its layer counts.") from None
+        except KeyError as exc:
+            raise HatError(f"{table.path} has per-layer columns that do not match its layer counts (no column {exc}).") from None
+        except ValueError as exc:
+            raise HatError(f"{table.path} has a row whose architecture is damaged ({exc}).") from None
         enc = np.array([float(r["latency_mean_encoder"]) for r in rows])
         dec = np.array([float(r["latency_mean_decoder"]) for r in rows])
         if not np.all(np.isfinite(enc + dec)) or np.any(enc + dec <= 0):
             raise HatError(f"{table.path} has latencies that are not positive finite numbers.")
         tasks = {r.get("task") for r in rows}
         task = tasks.pop() if len(tasks) == 1 else None
-        return cls(features, configs, enc, dec, TimedShape.of_task(task), task or None)
+        hardware = {r.get("hardware") for r in rows}
+        return cls(features, configs, enc, dec, TimedShape.of_task(task), task or None,
+                   (hardware.pop() or None) if len(hardware) == 1 else None)
 
     @classmethod
     def from_configs(cls, configs: Sequence[SubTransformerConfig]) -> "LatencyRows":
@@ -171,10 +176,10 @@ class Predictor:
     def save(self, directory: str | Path) -> Path:
         """Write ``predictor.safetensors`` + ``predictor.json`` into ``directory`` (atomically)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_parent(directory / META_FILE)
         tensors = {k: np.ascontiguousarray(v, dtype=self.tensor_dtype) for k, v in self.tensors().items()}
-        atomic_write_bytes(directory / WEIGHTS_FILE, save(tensors, metadata={"format": FORMAT, "kind": self.kind}))
-        atomic_write_text(directory / META_FILE, json.dumps(self.meta(), indent=2) + "\n")
+        save_tensors(tensors, directory / WEIGHTS_FILE, {"format": FORMAT, "kind": self.kind}, framework="np")
+        atomic_write_text(directory / META_FILE, json.dumps(self.meta(), indent=2, allow_nan=False) + "\n")
         return directory
 
 

@@ -8,17 +8,18 @@ a seeded 80/10/10 split (or every row, tested on another file), held-out RMSE, M
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load_file
 
+from hat_cli.core.checks import positive
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import temporary_sibling
+from hat_cli.core.files import replacing
+from hat_cli.core.tensors import load_tensors, read_metadata
 from hat_cli.latency.predictors.base import (
     FEATURE_NORM, FORMAT, META_FILE, PREDICTOR_KINDS, WEIGHTS_FILE, LatencyRows, Predictor, metrics, predictor_kind, split_indices,
 )
@@ -26,22 +27,29 @@ from hat_cli.latency.predictors.hat_mlp import from_published_hat_state_dict
 from hat_cli.latency.predictors.layer_cost import LayerCostPredictor
 
 DEFAULT_MODEL = LayerCostPredictor.kind
+MIN_ROWS = 10  # measured architectures `hat fit-predictor` needs (an 80/10/10 split leaves one to test on)
 PLOT_FILE = "predicted_vs_measured.png"
 
 
 def fit_predictor(train: LatencyRows, kind: str = DEFAULT_MODEL, lat_norm: float = 1.0, seed: int = 1, progress=None) -> Predictor:
     """A predictor of ``kind`` fitted on ``train``; it records the task the rows were measured for."""
     kind_class = predictor_kind(kind)
+    positive(lat_norm, "The latency normalisation (--lat-norm)")
     if len(train) < 2:
         raise HatError(f"A predictor needs at least 2 training rows, got {len(train)}.")
     predictor = kind_class.fit(train, lat_norm, seed, progress=progress)
     if train.task:
         predictor.training["task"] = train.task
+    if train.hardware:
+        predictor.training["hardware"] = train.hardware
     return predictor
 
 
 def load_predictor(path: str | Path) -> Predictor:
-    """A predictor directory (or its .json / .safetensors), or a zoo-pulled HAT predictor .safetensors."""
+    """A predictor directory (or its .json / .safetensors), or a zoo-pulled HAT predictor .safetensors.
+
+    The files come from outside (a download, a colleague, a damaged disk): the answer is a predictor with a
+    positive finite normalisation and finite numbers, or a HatError naming the file."""
     path = Path(path)
     if path.is_dir():
         directory = path
@@ -50,30 +58,66 @@ def load_predictor(path: str | Path) -> Predictor:
     elif path.suffix == ".safetensors" and path.is_file():
         # A shipped HAT predictor as the zoo stores it: HAT's names, lat_norm / feature_norm in metadata
         # or in the record next to it.
-        with safe_open(str(path), "np") as handle:
-            metadata = handle.metadata() or {}
+        metadata = read_metadata(path, "Latency predictor")
         record = path.with_suffix(".json")
         if "lat_norm" not in metadata and record.is_file():
-            metadata = {**json.loads(record.read_text()), **metadata}
+            metadata = {**_read_json(record), **metadata}
         if "lat_norm" not in metadata:
             raise HatError(f"{path} holds no lat_norm; it is not a hat or HAT latency predictor.")
-        norm = metadata.get("feature_norm", list(FEATURE_NORM))
-        norm = json.loads(norm) if isinstance(norm, str) else norm
-        return from_published_hat_state_dict(load_file(str(path)), float(metadata["lat_norm"]), norm)
+        try:
+            norm = metadata.get("feature_norm", list(FEATURE_NORM))
+            norm = json.loads(norm) if isinstance(norm, str) else norm
+            found = from_published_hat_state_dict(load_tensors(path, "np", "Latency predictor"), _number(metadata["lat_norm"]), norm)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise HatError(f"{path} is not a usable HAT latency predictor ({exc}).") from None
+        found.training.update({k: metadata[k] for k in ("task", "hardware") if isinstance(metadata.get(k), str)})
+        return _checked(found, path)
     else:
         raise HatError(f"Latency predictor {path} does not exist (expected a directory with {META_FILE} and {WEIGHTS_FILE}).")
     meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
     if not meta_path.is_file() or not weights_path.is_file():
         raise HatError(f"{directory} is not a latency predictor: it needs {META_FILE} and {WEIGHTS_FILE}.")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise HatError(f"{meta_path} is not valid JSON.") from None
+    meta = _read_json(meta_path)
     if meta.get("format") != FORMAT:
         raise HatError(f"{meta_path} is not a hat latency predictor (format {meta.get('format')!r}).")
-    if meta.get("kind") not in PREDICTOR_KINDS:
-        raise HatError(f"{meta_path}: unknown predictor kind '{meta.get('kind')}'.")
-    return PREDICTOR_KINDS[meta["kind"]].from_saved(meta, load_file(str(weights_path)))
+    if not isinstance(meta.get("kind"), str) or meta["kind"] not in PREDICTOR_KINDS:
+        raise HatError(f"{meta_path}: unknown predictor kind {meta.get('kind')!r}.")
+    tensors = load_tensors(weights_path, "np", "Latency predictor")
+    try:
+        found = PREDICTOR_KINDS[meta["kind"]].from_saved(meta, tensors)
+        found.lat_norm = _number(found.lat_norm)
+        if not isinstance(found.training, dict):
+            raise TypeError("training is not a JSON object")
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise HatError(f"{meta_path} does not describe a usable latency predictor ({type(exc).__name__}: {exc}).") from None
+    return _checked(found, meta_path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HatError(f"{path} is not valid JSON.") from None
+    if not isinstance(meta, dict):
+        raise HatError(f"{path} is not a latency predictor record (a JSON object).")
+    return meta
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _checked(found: Predictor, source: Path) -> Predictor:
+    """Finite numbers and a positive finite normalisation, or a HatError naming ``source``: a NaN here
+    would make every latency NaN, which passes every budget."""
+    if not (math.isfinite(found.lat_norm) and found.lat_norm > 0):
+        raise HatError(f"{source}: lat_norm is {found.lat_norm}; a latency predictor needs a positive finite normalisation.")
+    for name, values in found.tensors().items():
+        if not np.all(np.isfinite(np.asarray(values, dtype=np.float64))):
+            raise HatError(f"{source}: tensor '{name}' holds NaN or infinite numbers; refit the predictor.")
+    return found
 
 
 def plot_predictions(predicted: np.ndarray, measured: np.ndarray, path: str | Path, title: str) -> bool:
@@ -96,13 +140,11 @@ def plot_predictions(predicted: np.ndarray, measured: np.ndarray, path: str | Pa
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    tmp = temporary_sibling(path)
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        Path(tmp).replace(path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return True
 
 
@@ -121,8 +163,8 @@ def fit_and_evaluate(rows: LatencyRows, kind: str, seed: int, lat_norm: float, t
     """Without ``test_rows``: the seeded 80/10/10 split, fit on the train part, metrics on the held-out test
     part. With ``test_rows`` (fresh samples measured apart): fit on every row, metrics on ``test_rows``;
     holding rows back would only weaken the predictor being judged."""
-    if len(rows) < 10:
-        raise HatError(f"A predictor needs at least 10 measured architectures, the dataset has {len(rows)}.")
+    if len(rows) < MIN_ROWS:
+        raise HatError(f"A predictor needs at least {MIN_ROWS} measured architectures, the dataset has {len(rows)}.")
     if test_rows is not None:
         train, held = rows, test_rows
         split = {"train": len(rows), "test": len(test_rows)}

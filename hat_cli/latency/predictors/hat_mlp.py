@@ -28,12 +28,29 @@ class HatMlpPredictor(Predictor):
         if not expected <= set(state):
             raise HatError(f"A HAT latency predictor needs the keys {sorted(expected)} and layers.N.*; got {sorted(state)[:6]}.")
         self.state = {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
-        self.hidden = sorted(int(k.split(".")[1]) for k in self.state if k.startswith("layers.") and k.endswith(".weight"))
-        if self.state["first_layer.weight"].shape[1] != 10 or len(feature_norm) != 10:
-            raise HatError("A HAT latency predictor takes exactly 10 features (first_layer.weight [hidden, 10]).")
+        try:
+            self.hidden = sorted(int(k.split(".")[1]) for k in self.state if k.startswith("layers.") and k.endswith(".weight"))
+        except ValueError:
+            raise HatError(f"A HAT latency predictor names its hidden layers layers.N.*; got {sorted(state)[:6]}.") from None
+        if len(feature_norm) != 10 or not all(float(v) for v in feature_norm):
+            raise HatError("A HAT latency predictor takes exactly 10 features, each with a non-zero normalisation.")
+        self._check_shapes()
         self.lat_norm = float(lat_norm)
         self.feature_norm = tuple(float(v) for v in feature_norm)
         self.training = training or {}
+
+    def _check_shapes(self) -> None:
+        """10 -> hidden -> ... -> 1, every weight [out, in] with its bias [out]: a damaged file is a sentence
+        here, not a matmul error at the first prediction."""
+        s, width = self.state, 10
+        for name in ["first_layer", *(f"layers.{i}" for i in self.hidden), "predict"]:
+            weight, bias = s.get(f"{name}.weight"), s.get(f"{name}.bias")
+            if weight is None or bias is None or weight.ndim != 2 or bias.shape != weight.shape[:1] or weight.shape[1] != width:
+                shapes = [None if t is None else list(t.shape) for t in (weight, bias)]
+                raise HatError(f"A HAT latency predictor's {name} must be a weight [out, {width}] with a bias [out]; got {shapes}.")
+            width = weight.shape[0]
+        if width != 1:
+            raise HatError(f"A HAT latency predictor ends in one output (predict.weight [1, hidden]), not {width}.")
 
     def predict_rows(self, rows: LatencyRows) -> np.ndarray:
         s = self.state

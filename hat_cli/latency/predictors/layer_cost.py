@@ -153,6 +153,9 @@ class LayerCostPredictor(Predictor):
         self.knots = knots
         self.timed = timed
         self.mean, self.scale, self.coef = (np.asarray(a, dtype=np.float64) for a in (mean, scale, coef))
+        if not (self.coef.ndim == 1 and self.mean.shape == self.scale.shape == self.coef.shape):
+            raise HatError(f"A layer-cost predictor needs mean, scale and coef of one length; got shapes "
+                           f"{list(self.mean.shape)}, {list(self.scale.shape)} and {list(self.coef.shape)}.")
         self.intercept = float(intercept)
         self.alpha = float(alpha)
         self.lat_norm = float(lat_norm)
@@ -197,12 +200,13 @@ class LayerCostPredictor(Predictor):
     @classmethod
     def from_saved(cls, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "LayerCostPredictor":
         timed = TimedShape(**meta.get("timed_shape", {}))
+        knots = {str(k): [float(v) for v in values] for k, values in meta["knots"].items()}
         predictor = cls(
-            meta["feature_set"], meta["knots"], tensors["mean"], tensors["scale"], tensors["coef"], float(tensors["intercept"][0]),
+            meta["feature_set"], knots, tensors["mean"], tensors["scale"], tensors["coef"], float(tensors["intercept"][0]),
             meta["alpha"], meta.get("lat_norm", 1.0), meta.get("training"), timed,
         )
         if "fallback.coef" in tensors:
-            knots = {k: v for k, v in meta["knots"].items() if k != "decoder_depth_width"}
+            knots = {k: v for k, v in knots.items() if k != "decoder_depth_width"}
             predictor.fallback = cls(
                 meta["feature_set"], knots, tensors["fallback.mean"], tensors["fallback.scale"], tensors["fallback.coef"],
                 float(tensors["fallback.intercept"][0]), meta["fallback_alpha"], meta.get("lat_norm", 1.0), None, timed,
