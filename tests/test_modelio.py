@@ -69,5 +69,5 @@ def test_corrupt_or_foreign_directories_are_refused(tmp_path):
     meta = json.loads((tmp_path / "config.json").read_text())
     meta["kind"] = "lstm"
     (tmp_path / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(HatError, match="Unsupported model kind"):
+    with pytest.raises(HatError, match="kind is .lstm.; expected subtransformer"):
         load_model(tmp_path)

@@ -95,6 +95,13 @@ def _read_text(path: str | Path) -> str:
         raise HatError(f"{path} is not a UTF-8 text file.") from None
 
 
+MAX_SIZE = 1 << 15  # far beyond any HAT dimension: a larger one is a typo, not a model
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class SuperShape:
     """The allocated size of a SuperTransformer (every weight is this big)."""
@@ -146,14 +153,22 @@ class SearchSpace:
         shape_kwargs = {}
         for key, field in _SHAPE_KEYS.items():
             if key in data:
-                shape_kwargs[field] = int(data[key])
+                if not _is_whole(data[key]) or not 1 <= data[key] <= MAX_SIZE:
+                    raise HatError(f"Search space {path}: '{key}' must be a whole number from 1 to {MAX_SIZE}, got {data[key]!r}.")
+                shape_kwargs[field] = data[key]
         choices = {}
         for key, field in _CHOICE_KEYS.items():
             if key not in data:
                 raise HatError(f"Search space {path} lacks the key '{key}'.")
             value = data[key]
             value = value if isinstance(value, list) else [value]
-            choices[field] = tuple(int(v) for v in value)
+            if not value or not all(_is_whole(v) for v in value):
+                raise HatError(f"Search space {path}: '{key}' must be a whole number or a non-empty list of them, got {data[key]!r}.")
+            choices[field] = tuple(value)
+        for field in ("encoder_embed_dim", "decoder_embed_dim", "encoder_ffn_embed_dim", "decoder_ffn_embed_dim",
+                      "encoder_layer_num", "decoder_layer_num"):
+            if min(choices[field]) < 1:
+                raise HatError(f"Search space {path}: every {field} choice must be at least 1, got {min(choices[field])}.")
         space = cls(
             name=name or path.stem,
             shape=SuperShape(**shape_kwargs),
