@@ -19,20 +19,25 @@ import os
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text
+from hat_cli.core.files import atomic_write_text, file_mode
+from hat_cli.core.tensors import load_tensors, save_tensors
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 LAST_POINTER = "last.json"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+class ForeignCheckpoint(HatError):
+    """A checkpoint that loads but belongs to another run (task, kind, architecture): not damage."""
 
 
 def checkpoint_dir_name(updates: int) -> str:
@@ -148,7 +153,8 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------ save / load
 def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
+    with open(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
@@ -174,13 +180,13 @@ def save_checkpoint(save_dir: str | Path, updates: int, model: torch.nn.Module, 
     tmp = save_dir / f".{final.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         names = {i: n for i, n in enumerate(_param_names(model, optimizer))} if optimizer is not None else {}
-        save_file(model_tensors(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_tensors(model_tensors(model), tmp / WEIGHTS_FILE, {"format": "pt"})
         opt_tensors, opt_meta = _optimizer_tensors(optimizer, names) if optimizer is not None else ({}, {})
         rng_tensors, rng_meta = capture_rng()
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
+        save_tensors({**opt_tensors, **rng_tensors}, tmp / OPTIMIZER_FILE, {"format": "pt"})
         for f in (WEIGHTS_FILE, OPTIMIZER_FILE):
             _fsync_file(tmp / f)
         document = {**state, "updates": updates, "optimizer": opt_meta, "rng": rng_meta}
@@ -192,12 +198,15 @@ def save_checkpoint(save_dir: str | Path, updates: int, model: torch.nn.Module, 
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
+    except OSError as exc:  # a full disk: name the checkpoint, not its temporary folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise type(exc)(exc.errno, exc.strerror, str(final)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_text(save_dir / LAST_POINTER, json.dumps({"checkpoint": final.name, "updates": updates}) + "\n")
     if keep_last is not None:
-        prune_checkpoints(save_dir, keep_last)
+        prune_checkpoints(save_dir, keep_last, newest=updates)
     return final
 
 
@@ -211,6 +220,10 @@ def _param_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> li
                 raise HatError("The optimizer holds a tensor that is not a parameter of the model.")
             names.append(by_id[id(p)])
     return names
+
+
+def checkpoint_updates(path: Path) -> int:
+    return int(CHECKPOINT_RE.match(path.name).group(1))
 
 
 def list_checkpoints(save_dir: str | Path) -> list[Path]:
@@ -250,10 +263,13 @@ def latest_checkpoint(save_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prune_checkpoints(save_dir: str | Path, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (and leftovers of interrupted writes)."""
+def prune_checkpoints(save_dir: str | Path, keep_last: int, newest: int | None = None) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (and leftovers of interrupted writes).
+
+    With ``newest`` (the update just saved), checkpoints of later updates are left alone and do not count:
+    they are not this run's, and deleting them, or the new one in their favour, would lose work."""
     save_dir = Path(save_dir)
-    found = list_checkpoints(save_dir)
+    found = [p for p in list_checkpoints(save_dir) if newest is None or checkpoint_updates(p) <= newest]
     removed = found[: max(0, len(found) - keep_last)]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
@@ -268,31 +284,74 @@ def prune_checkpoints(save_dir: str | Path, keep_last: int) -> list[Path]:
 def read_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HatError(f"{path} is not a complete checkpoint (no {STATE_FILE}).") from None
-    except ValueError:
+    except ValueError:  # includes UnicodeDecodeError
         raise HatError(f"{path / STATE_FILE} is not valid JSON.") from None
+    if not isinstance(state, dict):
+        raise HatError(f"{path / STATE_FILE} is not a checkpoint state (a JSON object).")
+    return state
 
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> None:
     """Only the model weights of a checkpoint directory (not its optimizer state, twice their size)."""
-    load_model_tensors(model, load_file(str(Path(path) / WEIGHTS_FILE)), str(path))
+    path = Path(path)
+    if not (path / WEIGHTS_FILE).is_file():
+        raise HatError(f"{path} has no {WEIGHTS_FILE}.")
+    load_model_tensors(model, load_tensors(path / WEIGHTS_FILE), str(path))
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     restore_rng_state: bool = True) -> dict[str, Any]:
-    """Load weights (and optimizer + RNG state) from a checkpoint directory; return its state document."""
+    """Load weights (and optimizer + RNG state) from a checkpoint directory; return its state document.
+
+    A damaged checkpoint is a HatError naming it (see :func:`load_newest_loadable`)."""
     path = Path(path)
     state = read_state(path)
+    extra = load_tensors(path / OPTIMIZER_FILE) if (path / OPTIMIZER_FILE).is_file() else {}
     load_weights(path, model)
-    extra = load_file(str(path / OPTIMIZER_FILE)) if (path / OPTIMIZER_FILE).is_file() else {}
-    if optimizer is not None:
-        names = {i: n for i, n in enumerate(_param_names(model, optimizer))}
-        _restore_optimizer(optimizer, names, extra, state.get("optimizer", {}), str(path))
-    if restore_rng_state:
-        restore_rng(extra, state.get("rng", {}))
+    try:
+        if optimizer is not None:
+            names = {i: n for i, n in enumerate(_param_names(model, optimizer))}
+            _restore_optimizer(optimizer, names, extra, state.get("optimizer", {}), str(path))
+        if restore_rng_state:
+            restore_rng(extra, state.get("rng", {}))
+        int(state["updates"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise HatError(f"{path} holds an unusable training state ({type(exc).__name__}: {exc}).") from None
     return state
+
+
+def load_newest_loadable(save_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                         accept=lambda path, state: None, set_aside: bool = True) -> tuple[Path, dict[str, Any], list[str]] | None:
+    """Resume from the newest checkpoint that loads whole: (its path, its state, a sentence per damaged newer
+    one, each set aside as ``damaged-<name>`` so it is neither loaded nor pruned again). None when there is no
+    checkpoint; a HatError when none loads. ``accept(path, state)`` may raise a HatError for a state the caller
+    cannot use (damage, like a file that does not load) or a ForeignCheckpoint for one of another run (not
+    damage: it stops the search)."""
+    save_dir = Path(save_dir)
+    found = list_checkpoints(save_dir)
+    notes: list[str] = []
+    for path in reversed(found):
+        try:
+            accept(path, read_state(path))
+            state = load_checkpoint(path, model, optimizer)
+        except ForeignCheckpoint:
+            raise
+        except HatError as exc:
+            aside = path.with_name(f"damaged-{path.name}")
+            if set_aside:  # only the main process of a multi-GPU run moves files
+                if aside.exists():
+                    shutil.rmtree(aside)  # an older damaged copy of the same update
+                os.replace(path, aside)
+            notes.append(f"{path.name} could not be loaded ({str(exc).rstrip('.')}); it was moved to {aside.name}")
+            continue
+        return path, state, notes
+    if found:
+        raise HatError(f"No checkpoint in {save_dir} can be loaded (each was moved to damaged-<name>); "
+                       "pass --no-resume to start over.")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ averaging
@@ -304,7 +363,7 @@ def average_checkpoints(paths: Iterable[str | Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for path in paths:
-        tensors = load_file(str(path / WEIGHTS_FILE))
+        tensors = load_tensors(path / WEIGHTS_FILE)
         if total and set(tensors) != set(total):
             raise HatError(f"Checkpoint {path} holds different parameters from {paths[0]}; they cannot be averaged.")
         for name, tensor in tensors.items():
@@ -325,3 +384,44 @@ def average_last(save_dir: str | Path, n: int) -> tuple[dict[str, torch.Tensor],
         raise HatError(f"No checkpoints in {save_dir} to average.")
     chosen = found[-n:]
     return average_checkpoints(chosen), chosen
+
+
+EARLIER_RUN_ITEMS = (LAST_POINTER, "model", "train_log.jsonl")
+
+
+def set_aside_earlier_run(save_dir: str | Path) -> Path | None:
+    """Move an earlier run's checkpoints, pointer, final model and log into ``earlier-run-<time>/`` inside
+    ``save_dir`` (starting over never deletes anything); the folder's name, or None when there was no run."""
+
+    save_dir = Path(save_dir)
+    if not save_dir.is_dir():
+        return None
+    items = [p for p in save_dir.iterdir() if CHECKPOINT_RE.match(p.name) or p.name.startswith("damaged-checkpoint_")]
+    items += [save_dir / name for name in EARLIER_RUN_ITEMS if (save_dir / name).exists()]
+    if not any(CHECKPOINT_RE.match(p.name) for p in items):
+        return None
+    base = save_dir / time.strftime("earlier-run-%Y%m%d-%H%M%S")
+    target, n = base, 1
+    while target.exists():
+        n += 1
+        target = base.with_name(f"{base.name}-{n}")
+    target.mkdir()
+    for item in items:
+        os.replace(item, target / item.name)
+    return target
+
+
+def sweep_partial(save_dir: str | Path) -> None:
+    """Remove half-written checkpoint folders of killed runs (the caller holds the save dir's lock, so
+    none belongs to a live writer)."""
+    save_dir = Path(save_dir)
+    if not save_dir.is_dir():
+        return
+    for child in sorted(save_dir.iterdir()):
+        if not child.name.startswith(".checkpoint_"):
+            continue
+        name = child.name[1:].split(".", 1)[0]
+        if ".old-" in child.name and not (save_dir / name).exists():
+            os.replace(child, save_dir / name)  # killed mid-swap: the complete earlier copy goes back
+        elif ".tmp-" in child.name or ".old-" in child.name:
+            shutil.rmtree(child, ignore_errors=True)

@@ -42,6 +42,7 @@ import torch
 
 from hat_cli.core.devices import resolve_device
 from hat_cli.core.errors import HatError
+from hat_cli.core.locks import exclusive
 from hat_cli.core.paths import FINAL_MODEL_DIR
 from hat_cli.data.batching import Batch, collate, load_split, split_prefix, token_batches
 from hat_cli.data.indexed import dataset_exists
@@ -359,7 +360,18 @@ def validation_configs(run: TrainRun) -> dict[str, SubTransformerConfig]:
 
 
 def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = None) -> TrainResult:
-    """Train until ``config.max_updates``; resumes from the newest checkpoint in ``save_dir`` when asked."""
+    """Train until ``config.max_updates``; resumes from the newest checkpoint in ``save_dir`` that loads, or
+    (``resume=False``) moves an earlier run in ``save_dir`` aside and starts from scratch.
+
+    The save dir is locked for the run (by the main process): a second training into it is refused."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(run, on_progress)
+    with exclusive(run.save_dir, "a training run", "wait for it to finish or choose another --save-dir", folder=True):
+        ckpt.sweep_partial(run.save_dir)
+        return _train(run, on_progress)
+
+
+def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = None) -> TrainResult:
     cfg = run.config
     if run.kind not in ("super", "sub"):
         raise HatError(f"Unknown training kind '{run.kind}'.")
@@ -400,21 +412,35 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
     # ---- resume
     updates, epoch, offset, resumed_from = 0, 1, 0, None
     warnings: list[str] = []
-    previous = ckpt.latest_checkpoint(save_dir) if run.resume else None
-    if previous is not None:
-        saved_run = ckpt.read_state(previous).get("run", {})
+    previous = None
+
+    def same_run(path: Path, state: dict) -> None:
+        saved_run = state.get("run", {}) if isinstance(state.get("run"), dict) else {}
         for key, now in (("task", run.task.name), ("kind", run.kind), ("arch", run.arch.to_dict() if run.arch else None)):
             if key in saved_run and saved_run[key] != now:
-                raise HatError(f"{previous} belongs to another run ({key} {saved_run[key]!r}, this run {now!r}); "
-                               "choose another --save-dir or pass --no-resume.")
-        state = ckpt.load_checkpoint(previous, model, optimizer)
-        updates, resumed_from = int(state["updates"]), int(state["updates"])
-        epoch, offset = int(state["position"]["epoch"]), int(state["position"]["offset"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        warnings += _changed_settings(state.get("config", {}), cfg, state.get("world_size", 1), dist_ctx.world_size)
-    elif run.resume is False and ckpt.list_checkpoints(save_dir) and dist_ctx.is_main:
-        warnings.append(f"Starting from scratch although {save_dir} holds checkpoints (--no-resume); they will be overwritten.")
+                raise ckpt.ForeignCheckpoint(f"{path} belongs to another run ({key} {saved_run[key]!r}, this run {now!r}); "
+                                             "choose another --save-dir or pass --no-resume to start over.")
+        try:
+            int(state["position"]["epoch"]), int(state["position"]["offset"])
+        except (KeyError, TypeError, ValueError):
+            raise HatError(f"{path / ckpt.STATE_FILE} records no position in the training data.") from None
+
+    if run.resume:
+        found = ckpt.load_newest_loadable(save_dir, model, optimizer, accept=same_run, set_aside=dist_ctx.is_main)
+        if found is not None:
+            previous, state, damaged = found
+            if damaged:
+                warnings += damaged + [f"resumed from {previous.name}, the newest checkpoint that loads."]
+            updates, resumed_from = int(state["updates"]), int(state["updates"])
+            epoch, offset = int(state["position"]["epoch"]), int(state["position"]["offset"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            warnings += _changed_settings(state.get("config", {}), cfg, state.get("world_size", 1), dist_ctx.world_size)
+    elif dist_ctx.is_main:
+        moved = ckpt.set_aside_earlier_run(save_dir)
+        if moved is not None:
+            warnings.append(f"--no-resume: the earlier run in {save_dir} (its checkpoints, final model and log) was moved "
+                            f"to {moved}; nothing was deleted.")
 
     validator = Validator(valid_data, cfg, device, precision, dist_ctx)
     val_configs = validation_configs(run)
@@ -586,8 +612,12 @@ def _append_log(save_dir: Path, report: Progress) -> None:
     from dataclasses import asdict
 
     save_dir.mkdir(parents=True, exist_ok=True)
-    with open(save_dir / "train_log.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({**asdict(report), "time": time.time()}) + "\n")
+    path = save_dir / "train_log.jsonl"
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({**asdict(report), "time": time.time()}) + "\n")
+    except OSError as exc:  # a full disk: name the log
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 
 
 def _sync(device: torch.device) -> None:

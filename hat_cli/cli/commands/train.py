@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 
 from hat_cli.cli.commands._options import DATA_DIR, DEVICE, JSON, TASK
-from hat_cli.cli.console import console, emit_json, handle_errors, make_progress
+from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, warn
 from hat_cli.core.errors import HatError
 
 MAX_UPDATES = typer.Option(None, "--max-updates", help="Updates to train for (default: the task's published value).")
@@ -24,7 +24,8 @@ PRECISION = typer.Option(None, "--precision", help="bf16, fp16 or fp32 (default:
 CONFIG = typer.Option(None, "--config", help="YAML file of training options overriding the task defaults (CLI options win).")
 SEED = typer.Option(None, "--seed", help="Random seed for init, data order and dropout (default 1); recorded in checkpoints.")
 KEEP_LAST = typer.Option(None, "--keep-last", help="Training checkpoints to keep.")
-RESUME = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --save-dir when there is one.")
+RESUME = typer.Option(True, "--resume/--no-resume", help="Continue from the newest checkpoint in --save-dir that loads "
+                      "(default); --no-resume starts over, moving an earlier run there into earlier-run-<time>/ (nothing is deleted).")
 VALIDATE_EVERY = typer.Option(None, "--validate-every", help="Updates between validations (also at the end).")
 SAVE_INTERVAL = typer.Option(None, "--save-interval", help="Updates between checkpoints (also at the end).")
 SAVE_DIR = typer.Option(None, "--save-dir", help="Where checkpoints and the final model go.")
@@ -63,7 +64,7 @@ def _run_with_progress(run, title: str):
 
         result = train(run, on_progress)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warn(warning)
     return result
 
 
