@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hat_cli.core import paths
+from hat_cli.core.checks import at_least
 from hat_cli.core.errors import HatError
 from hat_cli.latency.dataset import read_latency_csv
-from hat_cli.latency.predictors.fitting import load_predictor
+from hat_cli.latency.predictors.fitting import MIN_ROWS as MIN_PREDICTOR_ROWS, load_predictor
 from hat_cli.model.space import SearchSpace
 from hat_cli.search.budget import budget_margin
 from hat_cli.search.evolution import minimum_latency
@@ -45,6 +46,12 @@ class DemoSettings:
     population: int = 20
     iterations: int = 5
     valid_subset: int = 300
+
+    def __post_init__(self) -> None:
+        # Checked before any step runs: a bad number must not cost a data preparation and a training first.
+        at_least(self.super_updates, 1, "--super-updates")
+        at_least(self.sub_updates, 1, "--sub-updates")
+        at_least(self.latency_samples, MIN_PREDICTOR_ROWS, "--samples (a latency predictor needs that many measured architectures)")
 
 
 @dataclass

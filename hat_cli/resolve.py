@@ -22,10 +22,12 @@ No torch at import time: `hat zoo list` and `hat hw list` resolve words too.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
 from hat_cli.core import paths
+from hat_cli.core.checks import at_least, positive
 from hat_cli.core.errors import HatError
 from hat_cli.latency.backends import Backend, load_hardware
 from hat_cli.latency.predictors.base import Predictor
@@ -94,9 +96,14 @@ def architecture(word: str | Path, the_task: Optional[Task] = None) -> SubTransf
 
 
 def task_of_architecture(arch_word: str, task_word: Optional[str]) -> Task:
-    """The task an architecture is profiled for: ``--task``, else a published model's own, else HAT's headline task."""
+    """The task an architecture is profiled for: ``--task``, else the one a model directory's config.json
+    records, else a published model's own, else HAT's headline task."""
     if task_word:
         return task(task_word)
+    if Path(arch_word).is_dir():
+        recorded = read_metadata(Path(arch_word)).get("task")
+        if isinstance(recorded, str) and recorded:
+            return task(recorded)
     if not str(arch_word).endswith((".yml", ".yaml")) and not Path(arch_word).exists():
         try:
             return task(catalogue.resolve(arch_word).task)
@@ -172,17 +179,31 @@ def predictor(word: Any, the_backend: Backend, the_task: Task, search: SearchSpa
             f"`hat collect-latency --hw {hw} --task {name}` then `hat fit-predictor --hw {hw} --task {name}`"
             + (f", or pass {option} FILE." if option else ".")
         )
-    check_predictor(found, label, the_task, search)
+    check_predictor(found, label, the_task, search, hw)
     return found
 
 
-def check_predictor(found: Any, label: str, the_task: Task, search: SearchSpace) -> None:
-    """Refuse a predictor fitted for another task, or on per-layer values that do not span the space's choices
-    (it would extrapolate)."""
+def check_predictor(found: Any, label: str, the_task: Task, search: SearchSpace, hw: Optional[str] = None) -> None:
+    """Refuse a predictor fitted for another task or hardware, on per-layer values that do not span the
+    space's choices (it would extrapolate), or one that cannot give the space's architectures a finite
+    positive latency (a NaN passes every budget)."""
     training = getattr(found, "training", None) or {}
     fitted_for = training.get("task")
     if fitted_for and fitted_for != the_task.name:
         raise HatError(f"Latency predictor {label} was fitted on measurements for task '{fitted_for}', not '{the_task.name}'.")
+    measured_on = training.get("hardware")
+    if hw and measured_on and measured_on != hw:
+        raise HatError(f"Latency predictor {label} was fitted on measurements of '{measured_on}', not '{hw}'; "
+                       f"pass --hw {measured_on} or a predictor of '{hw}'.")
+    probes = [search.smallest(), search.largest()]
+    try:
+        values = [float(v) for v in found.predict(probes)]
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise HatError(f"Latency predictor {label} cannot predict architectures of search space '{search.name}' "
+                       f"({type(exc).__name__}: {exc}); was it fitted for another space?") from None
+    if len(values) != len(probes) or not all(math.isfinite(v) for v in values):
+        raise HatError(f"Latency predictor {label} predicts {values} ms for the smallest and largest architectures "
+                       f"of search space '{search.name}'; refit it with `hat fit-predictor`.")
     knots = getattr(found, "knots", None) or {}
     for field in ENCODER_LIST_FIELDS + DECODER_LIST_FIELDS:
         if field == "decoder_arbitrary_ende_attn" or not knots.get(field):
@@ -212,6 +233,9 @@ def fit_inputs(dataset: Optional[Path], hw: Optional[str], task_word: Optional[s
                ) -> tuple[Path, Path, Optional[Backend]]:
     """`hat fit-predictor`'s dataset, output directory and backend (when named): ``--dataset`` or the default
     CSV of ``--hw`` and ``--task``; ``--out`` or the default predictor next to it."""
+    if dataset is not None and (hw or task_word):
+        raise HatError("Give --dataset CSV, or --hw and --task for the default latency_dataset/<task>_<hw>.csv, not both "
+                       "(a CSV of hat's records its hardware and task; --lat-norm sets the normalisation).")
     the_backend = backend(hw) if hw else None
     if dataset is None:
         if not (the_backend and task_word):
@@ -225,8 +249,8 @@ def lat_norm(given: Optional[float], the_backend: Optional[Backend], dataset: Pa
     """HAT's latency normalisation: ``--lat-norm``, else the backend's, else that of the backend named in the
     file name (HAT's CSVs are <task>_<cpu|gpu>_<device>; the longest name wins, so "raspberrypi" beats "cpu"),
     else 300 ms."""
-    if given:
-        return given
+    if given is not None:
+        return positive(given, "--lat-norm")
     if the_backend is not None:
         return the_backend.lat_norm
     named = [b for b in load_hardware().backends.values() if b.name in Path(dataset).name]
@@ -281,6 +305,11 @@ def search_request(
     """`hat search`'s words as a :class:`SearchRequest`. The cheap inputs come first, so that an impossible
     budget fails before anything is loaded or downloaded: predictor, budget (with the algorithm's ``seed``),
     data, SuperTransformer."""
+    positive(budget_ms, "The latency budget")
+    at_least(max_tokens, 1, "--max-tokens")
+    at_least(valid_subset, 1, "--valid-subset")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise HatError(f"--out {out} is a file, but a directory is expected there.")
     the_task = task(task_word)
     the_space = search_space(None, the_task)
     the_backend = backend(hw)

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from hat_cli.core import paths
+from hat_cli.core.checks import finite
 from hat_cli.core.devices import resolve_device
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text
+from hat_cli.core.files import atomic_write_text, check_writable
 from hat_cli.data.batching import collate, load_split, ordered_indices, token_batches
 from hat_cli.data.dictionary import remove_bpe
 from hat_cli.evaluation.bleu import sacre_bleu, tokenized_bleu
@@ -48,6 +49,7 @@ class TestResult:
     references: str
     settings: dict[str, Any] = field(default_factory=dict)
     tokens_generated: int = 0
+    warnings: list[str] = field(default_factory=list)  # what could not be checked (said, not hidden)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,18 +177,21 @@ def evaluate(
     if precision not in PRECISIONS:
         raise HatError(f"--precision must be one of {', '.join(PRECISIONS)} (got '{precision}').")
     beam = task.beam if beam is None else beam
-    lenpen = task.lenpen if lenpen is None else lenpen
+    lenpen = finite(task.lenpen if lenpen is None else lenpen, "--lenpen")
+    finite(max_len_a, "--max-len-a")
     if beam < 1:
         raise HatError(f"--beam must be at least 1 (got {beam}).")
     if max_len_b < 1 and max_len_a <= 0:
         raise HatError("--max-len-a/--max-len-b allow no output at all; max length is a*source_length + b.")
     torch_device = resolve_device(device)
+    hyp_path = Path(output) if output else paths.test_output(label, task.name, subset, task.tgt)
+    check_writable(hyp_path)  # now, not after translating the whole split
 
     model, meta = load_model(model_dir)
     if meta.get("task") and meta["task"] != task.name:
         raise HatError(f"Model {label} was trained for task {meta['task']}, not {task.name}.")
     data = load_split(Path(data_dir), subset, task.src, task.tgt)
-    check_data_matches(meta, data, label, model)
+    warnings = check_data_matches(meta, data, label, model)
     if arch is not None and not model.dims.can_run(arch):
         raise HatError(f"The architecture does not fit inside model {label}.")
     config = arch
@@ -202,11 +207,11 @@ def evaluate(
     hypotheses, references, normal, sacre = scored.hypotheses, scored.references, scored.bleu, scored.sacrebleu
     seconds, generated = scored.seconds, scored.tokens_generated
 
-    hyp_path = Path(output) if output else paths.test_output(label, task.name, subset, task.tgt)
     ref_path = hyp_path.with_name(hyp_path.name.replace(".hyp.", ".ref.") if ".hyp." in hyp_path.name else hyp_path.name + ".ref")
     atomic_write_text(hyp_path, "".join(line + "\n" for line in hypotheses))
     atomic_write_text(ref_path, "".join(line + "\n" for line in references))
     result = TestResult(
+        warnings=warnings,
         task=task.name,
         subset=subset,
         model=label,

@@ -182,6 +182,9 @@ def _predict(predict: PredictFn, genome: Genome, genes: Sequence[Gene]) -> list[
     latencies = [float(v) for v in predict([genome.to_config(g) for g in genes])]
     if len(latencies) != len(genes):
         raise HatError(f"The latency predictor returned {len(latencies)} values for {len(genes)} architectures.")
+    if not all(math.isfinite(v) for v in latencies):
+        # NaN compares false with every budget: unchecked, it would let any architecture through.
+        raise HatError("The latency predictor returned NaN or infinite latencies; refit it with `hat fit-predictor`.")
     return latencies
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from typing import Sequence
 
-from hat_cli.core.files import atomic_open, temporary_sibling
+from hat_cli.core.files import atomic_open, replacing
 from hat_cli.core.paths import budget_label
 from hat_cli.model.space import SubTransformerConfig
 from hat_cli.search.algorithm import SearchResult
@@ -70,12 +69,9 @@ def plot_front(path, result: SearchResult, title: str) -> bool:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = temporary_sibling(path)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return True

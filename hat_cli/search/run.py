@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 from hat_cli.core import paths
 from hat_cli.core.errors import HatError
 from hat_cli.core.files import atomic_write_text
+from hat_cli.core.locks import exclusive
 from hat_cli.core.paths import budget_label
 from hat_cli.data.batching import load_split
 from hat_cli.latency.backends import Backend
@@ -108,6 +109,7 @@ class Fitness:
     sentences: int
     target_tokens: int
     fingerprint: dict
+    warnings: list[str] = field(default_factory=list)  # what could not be checked (e.g. unrecorded dictionaries)
 
 
 def load_fitness(request: SearchRequest) -> Fitness:
@@ -124,7 +126,7 @@ def load_fitness(request: SearchRequest) -> Fitness:
         raise HatError(f"{label} is a SubTransformer; search needs a SuperTransformer (--supernet).")
     if model.super_shape != space.shape:
         raise HatError(f"SuperTransformer {label} does not have the shape of search space '{space.name}' that task '{task.name}' uses.")
-    check_data_matches(meta, data, label, model)
+    warnings = check_data_matches(meta, data, label, model)
 
     device = resolve_device(request.device)
     precision = request.precision or fitness_module.default_precision(device)
@@ -141,7 +143,7 @@ def load_fitness(request: SearchRequest) -> Fitness:
         "device": device.type,
         "label_smoothing": score.epsilon,
     }
-    return Fitness(score, device, precision, max_tokens, valid.sentences, valid.target_tokens, fingerprint)
+    return Fitness(score, device, precision, max_tokens, valid.sentences, valid.target_tokens, fingerprint, warnings)
 
 
 # ======================================================================================= the whole run
@@ -165,7 +167,19 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
             f"it extrapolates badly (too few measurements?), so treat its budget check with care."
         )
 
+    out = request.out_dir()
+    # One search per output folder: a second one would interleave its scores with this one's.
+    with exclusive(out, "a search", "wait for it to finish or choose another --out", folder=True):
+        return _search_and_write(request, algorithm, progress, log, started, min_latency)
+
+
+def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progress, log: Callable[[str], None],
+                      started: float, min_latency: float) -> dict:
+    task, space = request.task, request.space
+    predict = predict_fn(request.predictor)
     fitness = load_fitness(request)
+    for warning in fitness.warnings:
+        log(f"warning: {warning}")
     setup_seconds = time.perf_counter() - started
     log(
         f"search in '{space.name}' under {fmt_ms(request.budget_ms)} on {request.hardware}: {fitness.sentences} validation sentences "

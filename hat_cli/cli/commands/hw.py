@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from hat_cli.cli.commands._options import JSON
-from hat_cli.cli.console import console, emit_json, handle_errors
+from hat_cli.cli.console import console, emit_json, handle_errors, warn
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -23,7 +23,7 @@ def list_hardware(json_output: bool = JSON) -> None:
 
     registry = load_hardware()
     for failure in registry.failures:
-        console.print(f"[yellow]warning:[/] hardware plugin '{failure.name}' ({failure.source}) was skipped: {failure.error}", highlight=False)
+        warn(f"hardware plugin '{failure.name}' ({failure.source}) was skipped: {failure.error}")
     rows = [b.to_dict() for b in sorted(registry.backends.values(), key=lambda b: b.name)]
     rows += [
         {"name": f.name, "description": "(failed to load)", "source": f.source, "error": f.error}

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hat_cli.cli.commands._options import JSON
-from hat_cli.cli.console import console, emit_json, handle_errors, make_progress
+from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, warn
 from hat_cli.core.errors import HatError
 
 
@@ -46,7 +46,7 @@ def collect_latency(
     the_task = resolve.task(task)
     warning = backend.foreign_device_warning()
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warn(warning)
     space = resolve.latency_space(the_task)
     path = resolve.latency_csv(csv_path, backend, the_task)
 
@@ -65,7 +65,7 @@ def collect_latency(
         )
     drift = result.drift()
     if drift and drift["reference_spread_pct"] > 5.0:
-        console.print(f"[yellow]warning:[/] the reference architecture varied by {drift['reference_spread_pct']:.1f}% during collection (drift).", highlight=False)
+        warn(f"the reference architecture varied by {drift['reference_spread_pct']:.1f}% during collection (drift).")
     console.print(f"{result.rows} architectures in {result.csv} ({result.new_rows} rows written now)", highlight=False)
     if json_output:
         emit_json({"csv": str(result.csv), "rows": result.rows, "new_rows": result.new_rows, "hardware": backend.name,

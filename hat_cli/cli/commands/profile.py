@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hat_cli.cli.commands._options import JSON
-from hat_cli.cli.console import console, emit_json, handle_errors
+from hat_cli.cli.console import console, emit_json, handle_errors, warn
 from hat_cli.core.errors import HatError
 
 
@@ -60,7 +60,7 @@ def _latency(config, hw: str, task_info, space, predict: bool) -> dict:
     predictor = resolve.predictor(None, backend, task_info, space, option=None) if predict else None
     warning = backend.foreign_device_warning()
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warn(warning)
     meter = LatencyMeter(backend, task_info, resolve.timed_shape(task_info))
     measured = meter.measure(config)
     out = {"hardware": backend.name, "device": meter.describe_device(), "mode": meter.mode, "latency_ms": measured.to_dict()}

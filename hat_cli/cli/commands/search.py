@@ -78,7 +78,7 @@ def search(
         rerank=RerankSettings(candidates=rerank, updates=rerank_updates), verify_rounds=verify_rounds,
     )
     with make_progress() as progress:
-        summary = run_search(request, algorithm, progress=progress, log=lambda message: console.print(message, highlight=False))
+        summary = run_search(request, algorithm, progress=progress, log=lambda message: console.print(message, highlight=False, soft_wrap=True))
     console.print(
         f"[bold green]best[/] valid loss {summary['valid_loss']:.4f} bits at {summary['predicted_latency_ms']:.1f} ms predicted "
         f"(budget {summary['latency_budget_ms']:g} ms); {summary['evaluations']} architectures scored "

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from hat_cli.cli.commands._options import DATA_DIR, DEVICE, JSON, TASK
-from hat_cli.cli.console import console, emit_json, handle_errors, make_progress
+from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, warn
 
 
 @handle_errors
@@ -64,5 +64,7 @@ def test(
     console.print(f"[bold]BLEU[/] {result.bleu:.2f}   {result.bleu_detail}", highlight=False)
     console.print(f"[bold]SacreBLEU[/] {result.sacrebleu:.2f}   {result.sacrebleu_signature}", highlight=False)
     console.print(f"hypotheses: {result.hypotheses}", highlight=False)
+    for warning in result.warnings:
+        warn(warning)
     if json_output:
         emit_json(result.to_json())
