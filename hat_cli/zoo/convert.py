@@ -24,10 +24,11 @@ from typing import Any, Mapping
 import torch
 
 from hat_cli.core.errors import HatError
+from hat_cli.data.dictionary import Dictionary
 from hat_cli.model.directory import save_model
 from hat_cli.model.space import YAML_KEYS, SubTransformerConfig, SuperShape
 from hat_cli.model.transformer import TransformerModel, extract_subtransformer
-from hat_cli.tasks import all_tasks
+from hat_cli.tasks import all_tasks, get_task
 
 FAIRSEQ_METERS = ("AverageMeter", "TimeMeter", "StopwatchMeter")
 # Buffers of fairseq modules that carry no weights (docs/METHOD.md §9.2); our models do not have them.
@@ -72,6 +73,8 @@ _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 def load_restricted(path: str | os.PathLike) -> Any:
     """Unpickle a torch checkpoint allowing only the harmless globals of HAT's files (on CPU)."""
     path = Path(path)
+    if path.is_dir():
+        raise HatError(f"Checkpoint {path} is a directory; give the original checkpoint file (.pt).")
     if not path.is_file():
         raise HatError(f"Checkpoint {path} does not exist.")
     if not hasattr(torch.serialization, "safe_globals"):
@@ -193,8 +196,11 @@ def build_supertransformer(original: OriginalCheckpoint):
         for key in ("dropout", "attention_dropout", "activation_dropout")
         if isinstance(args.get(key), (int, float))
     }
+    # HAT's code trained every model with the unscaled encoder attention dropout (hat_dropout_quirk):
+    # recorded, so that training the converted model further behaves as the original did.
     model = TransformerModel.supertransformer(
-        original.super_shape, original.src_vocab_size, original.tgt_vocab_size, original.share_all_embeddings, **hyper
+        original.super_shape, original.src_vocab_size, original.tgt_vocab_size, original.share_all_embeddings,
+        hat_dropout_quirk=True, **hyper
     )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(original.state))
@@ -219,14 +225,29 @@ def convert_original(
     dtype: str = "float32",
     expected_shape: SuperShape | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    arch_source: str = "given",
+    data_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir`` (model.safetensors + config.json): the compact SubTransformer ``arch`` of the
-    checkpoint, or its architecture recorded in args, or else the whole SuperTransformer."""
+    checkpoint, or its architecture recorded in args, or else the whole SuperTransformer.
+
+    ``arch_source`` says where ``arch`` came from (for messages: "given", or "the zoo entry NAME" when the
+    file is named like a published model). A checkpoint trained as one SubTransformer records it in its
+    args, and only that architecture can be taken out of it: another one is refused, whoever named it.
+    ``data_dir`` holds the dictionaries (dict.<lang>.txt) the checkpoint was trained with: their sizes are
+    checked against its embedding tables and their digests recorded, so `hat test` and `hat search` refuse
+    data made with other ones. Without it the model records none (and those commands say so)."""
     original = read_original(path, expected_shape)
-    arch_source = "given"
+    recorded = original.architecture_from_args()
     if arch is None:
-        arch = original.architecture_from_args()
-        arch_source = "checkpoint args" if arch is not None else None
+        arch, arch_source = recorded, ("checkpoint args" if recorded is not None else None)
+    elif recorded is not None and arch != recorded:
+        raise HatError(
+            f"{original.path.name} was trained as another SubTransformer than {arch_source} ({_first_difference(arch, recorded)}); "
+            "pass --arch with the architecture recorded in its args (or leave --arch out to use it)."
+        )
+    task = task or original.task()
+    digests = _dictionary_digests(data_dir, task, original)
     super_model = build_supertransformer(original)
     if arch is not None:
         if not super_model.dims.can_run(arch):
@@ -239,8 +260,8 @@ def convert_original(
         raise HatError(f"Unknown dtype '{dtype}'; choose float32, float16, bfloat16 or original.")
     model = model.to(dtypes[dtype])
     metadata = {
-        "task": task or original.task(),
-        "dictionaries": {},
+        "task": task,
+        "dictionaries": digests,
         "seed": original.args.get("seed"),
         "training": {
             key: original.args[key]
@@ -255,14 +276,39 @@ def convert_original(
         },
     }
     metadata.update(extra_metadata or {})
-    save_model(model, out_dir, metadata)
+    save_model(model, out_dir, metadata, kind="subtransformer" if arch is not None else "supertransformer")
     return {
         "path": str(out_dir),
         "kind": "subtransformer" if arch is not None else "supertransformer",
         "arch": arch.to_hat_keys() if arch is not None else None,
         "super_shape": original.super_shape.to_dict(),
         "task": metadata["task"],
+        "dictionaries": digests,
     }
+
+
+def _first_difference(given: SubTransformerConfig, recorded: SubTransformerConfig) -> str:
+    ours, theirs = given.to_dict(), recorded.to_dict()
+    field = next(k for k in ours if ours[k] != theirs[k])
+    return f"its args record {field} = {theirs[field]}, not {ours[field]}"
+
+
+def _dictionary_digests(data_dir: str | os.PathLike | None, task: str | None, original: OriginalCheckpoint) -> dict[str, str]:
+    """sha256 of the task's two dictionaries in ``data_dir``, after checking each has as many symbols as
+    the checkpoint's table on its side."""
+    if data_dir is None:
+        return {}
+    if task is None:
+        raise HatError(f"Recording the dictionaries of {original.path.name} needs its task; pass --task.")
+    the_task = get_task(task)
+    digests = {}
+    for lang, size in ((the_task.src, original.src_vocab_size), (the_task.tgt, original.tgt_vocab_size)):
+        dictionary = Dictionary.load(Path(data_dir) / f"dict.{lang}.txt")
+        if len(dictionary) != size:
+            raise HatError(f"{Path(data_dir) / f'dict.{lang}.txt'} has {len(dictionary)} symbols, but {original.path.name}'s "
+                           f"embedding table has {size}; give the dictionaries the checkpoint was trained with.")
+        digests[lang] = dictionary.sha256()
+    return digests
 
 
 def read_original_predictor(path: str | os.PathLike) -> dict:

@@ -12,6 +12,8 @@ import hashlib
 import inspect
 import os
 import re
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -105,10 +107,51 @@ def _bar_class(progress: Any) -> type | None:
 
 
 # ------------------------------------------------------------------------------------ the Hub
+_REACHABLE: dict[str, str | None] = {}
+
+
+def unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hub endpoint cannot be reached (its host name does not resolve), or None when it may be.
+
+    `huggingface_hub` retries a failed connection for about 25 s before giving up; a host that does not
+    resolve will not start resolving in that time, so we ask once (bounded by ``timeout``) and go offline."""
+    from huggingface_hub import constants
+
+    host = urllib.parse.urlsplit(constants.ENDPOINT).hostname
+    if not host:
+        return None
+    if host not in _REACHABLE:
+        result: list[str | None] = []
+
+        def lookup() -> None:
+            try:
+                socket.getaddrinfo(host, 443)
+                result.append(None)
+            except OSError as exc:
+                result.append(f"the host {host} cannot be resolved ({getattr(exc, 'strerror', None) or exc})")
+
+        thread = threading.Thread(target=lookup, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        _REACHABLE[host] = result[0] if result else f"the host {host} did not resolve within {timeout:g} s"
+    return _REACHABLE[host]
+
+
+def _quiet_hub() -> None:
+    """huggingface_hub logs each retry as a warning; our one sentence says what happened."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()
+
+
 def download_files(hub_file: Any, filenames: Iterable[str], progress: Any = None) -> dict[str, Path]:
-    """Fetch files of ``hub_file.repo`` at ``hub_file.revision`` into the Hub cache; return their paths."""
+    """Fetch files of ``hub_file.repo`` at ``hub_file.revision`` into the Hub cache; return their paths.
+
+    HF_HUB_OFFLINE or an endpoint whose host does not resolve: the cache only, at once."""
     import huggingface_hub
     from huggingface_hub import errors
+
+    _quiet_hub()
 
     missing = tuple(
         cls
@@ -121,6 +164,9 @@ def download_files(hub_file: Any, filenames: Iterable[str], progress: Any = None
         if cls is not None
     )
     kwargs: dict[str, Any] = {}
+    unreachable = None if offline_mode() else unreachable_reason()
+    if unreachable:
+        kwargs["local_files_only"] = True
     bar = _bar_class(progress)
     if bar is not None and "tqdm_class" in inspect.signature(huggingface_hub.hf_hub_download).parameters:
         kwargs["tqdm_class"] = bar
@@ -131,7 +177,8 @@ def download_files(hub_file: Any, filenames: Iterable[str], progress: Any = None
                 huggingface_hub.hf_hub_download(hub_file.repo, filename, revision=hub_file.revision, **kwargs)
             )
         except missing as exc:
-            raise HubMissing(f"{hub_file.repo}@{hub_file.revision}/{filename}: {_first_line(exc)}") from None
+            why = f"not cached, and {unreachable}" if unreachable else _first_line(exc)
+            raise HubMissing(f"{hub_file.repo}@{hub_file.revision}/{filename}: {why}") from None
         except errors.HfHubHTTPError as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status == 404:
@@ -201,9 +248,14 @@ def check_repo_id(repo_id: str) -> str:
 def push_folder(directory: str | os.PathLike, repo_id: str, private: bool = False, message: str | None = None) -> dict[str, Any]:
     """Create the repository if needed and upload the folder as one commit; return {repo, commit, url}."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     check_repo_id(repo_id)
+    if offline_mode():
+        raise HatError(f"Publishing to {repo_id} needs the network, but HF_HUB_OFFLINE is set; unset it and try again.")
+    unreachable = unreachable_reason()
+    if unreachable:
+        raise HatError(f"Cannot publish to {repo_id}: {unreachable}; check the network (or HF_ENDPOINT) and try again.")
+    _quiet_hub()
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -213,7 +265,7 @@ def push_folder(directory: str | os.PathLike, repo_id: str, private: bool = Fals
             commit_message=message or "Upload with hat zoo push",
             repo_type="model",
         )
-    except HfHubHTTPError as exc:
+    except (OSError, ValueError) as exc:  # HTTP errors, offline mode and connection errors all derive from these
         raise HatError(f"Publishing to {repo_id} failed: {_first_line(exc)}.") from None
     commit = getattr(info, "oid", None)
     url = getattr(info, "commit_url", None) or str(info)

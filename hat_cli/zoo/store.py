@@ -120,6 +120,7 @@ def _stage_original_copy(entry: ZooModel, progress: Any, reason: str) -> Path:
             task=entry.task,
             expected_shape=entry.super_shape,
             extra_metadata={"zoo_name": entry.name},
+            arch_source=f"the zoo entry {entry.name}",
         )
         digest = hub.file_sha256(staged / MODEL_FILE)
         _write_record(

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from hat_cli.cli.commands._options import JSON
-from hat_cli.cli.console import console, emit_json, handle_errors, make_progress
+from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, warn
 from hat_cli.core.errors import HatError
 
 app = typer.Typer(no_args_is_help=True)
@@ -145,6 +145,10 @@ def convert(
     ),
     task: Optional[str] = typer.Option(None, "--task", "-t", help="Task to record (default: from the zoo entry or the checkpoint's data path)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, float16, bfloat16, or original (the checkpoint's)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir",
+        help="Prepared data whose dictionaries (dict.<lang>.txt) the checkpoint was trained with: their digests are "
+        "recorded, so `hat test` and `hat search` refuse data made with other ones."),
     json_out: bool = JSON,
 ) -> None:
     """Convert an original HAT checkpoint (read with a restricted unpickler: nothing in it is executed)."""
@@ -163,6 +167,7 @@ def convert(
     if task:
         task = resolve.task(task).name
     extra = {"zoo_name": entry.name} if entry is not None and not arch else None
+    source = "--arch" if arch else f"the zoo entry {entry.name}, which the file is named like" if entry else "given"
     with console.status(f"converting {checkpoint.name}"):
         result = conversion.convert_original(
             checkpoint,
@@ -172,7 +177,12 @@ def convert(
             dtype=dtype,
             expected_shape=entry.super_shape if entry else None,
             extra_metadata=extra,
+            arch_source=source,
+            data_dir=data_dir,
         )
+    if not result.get("dictionaries"):
+        warn("no dictionaries recorded (pass --data-dir): `hat test` and `hat search` cannot tell data made with other "
+             "dictionaries.")
     console.print(f"[green]wrote[/] {result['kind']} to {output}", highlight=False)
     if json_out:
         emit_json(result)
