@@ -79,6 +79,12 @@ MAX_VOCAB = 1 << 21
 MAX_WIDTH = 1 << 15
 MAX_LAYERS = 64
 MAX_PARAMETERS = 1 << 32
+# config.json's hyperparameters -> what a valid value is (for the sentence refusing another one)
+HYPERPARAMETERS = {
+    "dropout": "is no probability from 0 to below 1", "attention_dropout": "is no probability from 0 to below 1",
+    "activation_dropout": "is no probability from 0 to below 1", "padding_idx": "is no symbol id of the vocabularies",
+    "hat_dropout_quirk": "is neither true nor false",
+}
 
 
 def check_model_config(meta: dict[str, Any], source: str = CONFIG_FILE) -> None:
@@ -119,8 +125,18 @@ def check_model_config(meta: dict[str, Any], source: str = CONFIG_FILE) -> None:
             raise HatError(f"{source}: arch is not a SubTransformer architecture (the 10 fields of HAT's YAML).") from None
         if not fits:
             raise HatError(f"{source}: arch does not fit inside super_shape.")
-    if not isinstance(meta.get("hyperparameters", {}), dict):
-        raise HatError(f"{source}: hyperparameters must be a JSON object.")
+    hyper = meta.get("hyperparameters", {})
+    if not isinstance(hyper, dict) or not set(hyper) <= set(HYPERPARAMETERS):
+        raise HatError(f"{source}: hyperparameters must be a JSON object with some of {', '.join(HYPERPARAMETERS)}.")
+    for name, value in hyper.items():
+        if name == "hat_dropout_quirk":
+            ok = isinstance(value, bool)
+        elif name == "padding_idx":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < min(meta["src_vocab_size"], meta["tgt_vocab_size"])
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+        if not ok:
+            raise HatError(f"{source}: hyperparameters.{name} is {value!r}, which {HYPERPARAMETERS[name]}.")
 
 
 def build_from_metadata(meta: dict[str, Any], source: str = CONFIG_FILE):
