@@ -155,7 +155,6 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
     request.rerank.check()
     started = time.perf_counter()
     task, space = request.task, request.space
-    predict = predict_fn(request.predictor)
     margin = request.margin or budget_margin(request.predictor)
     search_budget = request.budget_ms * (1.0 - margin.fraction)
     min_latency = request.min_latency_ms
@@ -170,11 +169,11 @@ def run_search(request: SearchRequest, algorithm: SearchAlgorithm | None = None,
     out = request.out_dir()
     # One search per output folder: a second one would interleave its scores with this one's.
     with exclusive(out, "a search", "wait for it to finish or choose another --out", folder=True):
-        return _search_and_write(request, algorithm, progress, log, started, min_latency)
+        return _search_and_write(request, algorithm, progress, log, started, min_latency, margin, search_budget)
 
 
 def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progress, log: Callable[[str], None],
-                      started: float, min_latency: float) -> dict:
+                      started: float, min_latency: float, margin: Margin, search_budget: float) -> dict:
     task, space = request.task, request.space
     predict = predict_fn(request.predictor)
     fitness = load_fitness(request)
