@@ -89,3 +89,41 @@ def wait_for(predicate, timeout: float = 60.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+class Invoked:
+    """What a command run in this process left: exit code, stdout, stderr (the shape of CompletedProcess)."""
+
+    def __init__(self, result):
+        self.returncode = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            self.stderr += "Traceback (in process):\n" + "".join(traceback.format_exception(result.exception))
+
+
+def invoke(*args, cwd=None, env: dict | None = None) -> Invoked:
+    """Run `hat ARGS` in this process (torch is imported once, so a bad-input case costs milliseconds, not
+    seconds): the same Typer app and error handling as the executable, in ``cwd`` with ``env`` added."""
+    import contextlib
+
+    from typer.testing import CliRunner
+
+    from hat_cli.cli.app import app
+
+    previous = os.getcwd()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        return Invoked(CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True))
+    finally:
+        os.chdir(previous)
+        for key, value in saved.items():
+            with contextlib.suppress(KeyError):
+                del os.environ[key]
+            if value is not None:
+                os.environ[key] = value

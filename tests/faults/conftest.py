@@ -1,15 +1,17 @@
 """Fixtures of the fault suite: small real artefacts of the `demo` task, made once per session by the
-`hat` commands themselves (data, a 4-update SuperTransformer, a latency CSV, a fitted predictor)."""
+`hat` commands themselves, in this process (data, a 4-update SuperTransformer, a latency CSV, a fitted
+predictor)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from _hat import assert_refused, run_hat  # noqa: F401  (re-exported for the test modules)
+from _hat import invoke
 
 TINY = ("--repetitions", "1", "--warmup", "0", "--reference-every", "0")
 
@@ -21,12 +23,12 @@ def _ok(result) -> None:
 @pytest.fixture(scope="session")
 def assets(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fault-assets")
-    _ok(run_hat("data", "--task", "demo", "--data-dir", root / "data", cwd=root))
-    _ok(run_hat("train-super", "--task", "demo", "--data-dir", root / "data", "--save-dir", root / "super",
-                "--max-updates", "4", "--save-interval", "2", "--validate-every", "4", "--device", "cpu", cwd=root))
-    _ok(run_hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "12", "--csv", root / "latency.csv",
-                *TINY, cwd=root))
-    _ok(run_hat("fit-predictor", "--dataset", root / "latency.csv", "--out", root / "predictor", cwd=root))
+    _ok(invoke("data", "--task", "demo", "--data-dir", root / "data", cwd=root))
+    _ok(invoke("train-super", "--task", "demo", "--data-dir", root / "data", "--save-dir", root / "super",
+               "--max-updates", "4", "--save-interval", "2", "--validate-every", "4", "--device", "cpu", cwd=root))
+    _ok(invoke("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "12", "--csv", root / "latency.csv",
+               *TINY, cwd=root))
+    _ok(invoke("fit-predictor", "--dataset", root / "latency.csv", "--out", root / "predictor", cwd=root))
     return root
 
 
@@ -63,7 +65,10 @@ _NAMESPACES: list[bool] = []
 
 
 def namespaces_work() -> bool:
-    """Whether this machine lets us mount a small tmpfs in a private mount namespace (unshare -rm)."""
+    """Whether this machine lets us mount a small tmpfs in a private mount namespace (unshare -rm).
+    HAT_FAULT_SHIM=1 pretends it does not, to exercise the failing-write shim instead."""
+    if os.environ.get("HAT_FAULT_SHIM", "") not in ("", "0"):
+        return False
     if not _NAMESPACES:
         try:
             done = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs /mnt"],

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from _hat import assert_refused, hat_env, run_hat, temporary_leftovers
+from _hat import assert_refused, hat_env, invoke, run_hat, temporary_leftovers
 from conftest import TINY, small_search
 
 
 # ------------------------------------------------------------------------------------------- numbers
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-300"])
 def test_fit_predictor_lat_norm_must_be_positive_and_finite(tmp_path, latency_csv, value):
-    result = run_hat("fit-predictor", "--dataset", latency_csv, "--model", "hat-mlp", "--lat-norm", value,
+    result = invoke("fit-predictor", "--dataset", latency_csv, "--model", "hat-mlp", "--lat-norm", value,
                      "--out", tmp_path / "p", cwd=tmp_path)
     assert_refused(result, "--lat-norm")
     assert not (tmp_path / "p").exists()
@@ -26,7 +26,7 @@ def test_fit_predictor_lat_norm_must_be_positive_and_finite(tmp_path, latency_cs
 
 @pytest.mark.parametrize("budget", ["1e999ms", "inf", "nan", "-5ms", "0s", "1e400"])
 def test_search_budget_must_be_a_positive_finite_latency(tmp_path, predictor, budget):
-    result = run_hat(*small_search(hw="cpu", latency=budget, predictor=predictor, out=tmp_path / "o"), cwd=tmp_path)
+    result = invoke(*small_search(hw="cpu", latency=budget, predictor=predictor, out=tmp_path / "o"), cwd=tmp_path)
     assert_refused(result, "latency")
 
 
@@ -34,32 +34,32 @@ def test_search_refuses_a_predictor_that_predicts_nan(tmp_path, predictor, demo_
     meta = json.loads((predictor / "predictor.json").read_text())
     meta["lat_norm"] = math.nan
     (predictor / "predictor.json").write_text(json.dumps(meta))
-    result = run_hat(*small_search(hw="cpu", latency="1000ms", predictor=predictor, supernet=supernet,
+    result = invoke(*small_search(hw="cpu", latency="1000ms", predictor=predictor, supernet=supernet,
                                    data_dir=demo_data, out=tmp_path / "o"), cwd=tmp_path)
     assert_refused(result)
     assert not (tmp_path / "o" / "subtransformer.yml").exists()
 
 
 def test_search_refuses_a_predictor_of_another_task(tmp_path, predictor):
-    result = run_hat(*small_search(("--task", "iwslt14.de-en"), hw="cpu", latency="1000ms", predictor=predictor,
+    result = invoke(*small_search(("--task", "iwslt14.de-en"), hw="cpu", latency="1000ms", predictor=predictor,
                                    out=tmp_path / "o"), cwd=tmp_path)
     assert_refused(result, "demo")
 
 
 def test_search_refuses_unknown_hardware_even_with_a_predictor(tmp_path, predictor):
-    result = run_hat(*small_search(hw="nope", latency="1000ms", predictor=predictor, out=tmp_path / "o"), cwd=tmp_path)
+    result = invoke(*small_search(hw="nope", latency="1000ms", predictor=predictor, out=tmp_path / "o"), cwd=tmp_path)
     assert_refused(result, "nope")
 
 
 def test_search_max_tokens_must_be_positive(tmp_path, predictor, demo_data, supernet):
-    result = run_hat(*small_search(hw="cpu", latency="1000ms", predictor=predictor, supernet=supernet,
+    result = invoke(*small_search(hw="cpu", latency="1000ms", predictor=predictor, supernet=supernet,
                                    data_dir=demo_data, out=tmp_path / "o", max_tokens=0), cwd=tmp_path)
     assert_refused(result, "--max-tokens")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_test_lenpen_must_be_finite(tmp_path, supernet, demo_data, value):
-    result = run_hat("test", supernet, "--task", "demo", "--data-dir", demo_data, "--lenpen", value,
+    result = invoke("test", supernet, "--task", "demo", "--data-dir", demo_data, "--lenpen", value,
                      "--output", tmp_path / "hyp", cwd=tmp_path)
     assert_refused(result, "--lenpen")
 
@@ -72,7 +72,7 @@ def test_collect_latency_refuses_a_csv_holding_nan_latencies(tmp_path, latency_c
     path = tmp_path / "c.csv"
     path.write_text("\n".join([lines[0], ",".join(row), *lines[2:4]]) + "\n")
     before = path.read_bytes()
-    result = run_hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "5", "--csv", path, *TINY, cwd=tmp_path)
+    result = invoke("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "5", "--csv", path, *TINY, cwd=tmp_path)
     assert_refused(result, "latency_mean_encoder")
     assert path.read_bytes() == before
 
@@ -84,13 +84,13 @@ def test_fit_predictor_refuses_negative_latencies(tmp_path, latency_csv):
     rows[3][header.index("latency_mean_encoder")] = "-2.5"
     path = tmp_path / "neg.csv"
     path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
-    result = run_hat("fit-predictor", "--dataset", path, "--out", tmp_path / "p", cwd=tmp_path)
+    result = invoke("fit-predictor", "--dataset", path, "--out", tmp_path / "p", cwd=tmp_path)
     assert_refused(result, "latency_mean_encoder")
 
 
 @pytest.mark.parametrize("extra", [["--hw", "cpu"], ["--task", "demo"], ["--hw", "cpu", "--task", "demo"]])
 def test_fit_predictor_dataset_and_hw_task_are_exclusive(tmp_path, latency_csv, extra):
-    result = run_hat("fit-predictor", "--dataset", latency_csv, *extra, "--out", tmp_path / "p", cwd=tmp_path)
+    result = invoke("fit-predictor", "--dataset", latency_csv, *extra, "--out", tmp_path / "p", cwd=tmp_path)
     assert_refused(result, "--dataset")
 
 
@@ -100,13 +100,13 @@ def test_data_refuses_binary_text(tmp_path):
     for split in ("train", "valid"):
         for lang in ("de", "en"):
             (source / f"{split}.{lang}").write_bytes(bytes(range(256)) * 8)
-    result = run_hat("data", "--task", "multi30k.de-en", "--from-dir", source, "--data-dir", tmp_path / "out", cwd=tmp_path)
+    result = invoke("data", "--task", "multi30k.de-en", "--from-dir", source, "--data-dir", tmp_path / "out", cwd=tmp_path)
     assert_refused(result, "text")
 
 
 def test_demo_checks_its_numbers_before_any_work(tmp_path):
     started = time.monotonic()
-    result = run_hat("demo", "--workdir", tmp_path / "w", "--samples", "-3", cwd=tmp_path)
+    result = invoke("demo", "--workdir", tmp_path / "w", "--samples", "-3", cwd=tmp_path)
     assert_refused(result, "--samples")
     assert time.monotonic() - started < 20
     assert not (tmp_path / "w" / "data").exists()
@@ -114,7 +114,7 @@ def test_demo_checks_its_numbers_before_any_work(tmp_path):
 
 # ------------------------------------------------------------------------------------- corrupt inputs
 def _search_with(tmp_path, predictor_path):
-    return run_hat(*small_search(hw="cpu", latency="1000ms", predictor=predictor_path, out=tmp_path / "o"), cwd=tmp_path)
+    return invoke(*small_search(hw="cpu", latency="1000ms", predictor=predictor_path, out=tmp_path / "o"), cwd=tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
@@ -147,7 +147,7 @@ def test_garbage_existing_csv_is_one_sentence_and_untouched(tmp_path):
     path = tmp_path / "c.csv"
     path.write_bytes(os.urandom(2000) + b"\n")
     before = path.read_bytes()
-    result = run_hat("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "2", "--csv", path, *TINY, cwd=tmp_path)
+    result = invoke("collect-latency", "--hw", "cpu", "--task", "demo", "--samples", "2", "--csv", path, *TINY, cwd=tmp_path)
     assert_refused(result, "c.csv")
     assert path.read_bytes() == before
 
@@ -169,7 +169,7 @@ def test_damaged_model_config_json_is_one_sentence(tmp_path, supernet, demo_data
     else:
         meta["arch"] = {"encoder_embed_dim": "wide"}
     (model / "config.json").write_text(json.dumps(meta))
-    result = run_hat("test", model, "--task", "demo", "--data-dir", demo_data, "--output", tmp_path / "h", cwd=tmp_path)
+    result = invoke("test", model, "--task", "demo", "--data-dir", demo_data, "--output", tmp_path / "h", cwd=tmp_path)
     assert_refused(result, "config.json")
 
 
@@ -192,7 +192,7 @@ def test_a_directory_given_as_a_file_is_named_as_a_directory(tmp_path):
     for args in (["zoo", "convert", folder, "-o", tmp_path / "o"],
                  ["fit-predictor", "--dataset", folder, "--out", tmp_path / "p"],
                  ["data", "--task", "demo", "--srcdict", folder, "--data-dir", tmp_path / "d"]):
-        sentence = assert_refused(run_hat(*args, cwd=tmp_path), str(folder))
+        sentence = assert_refused(invoke(*args, cwd=tmp_path), str(folder))
         assert "does not exist" not in sentence and "directory" in sentence
 
 

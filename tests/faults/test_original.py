@@ -16,7 +16,7 @@ sys.path.insert(0, str(TESTS))
 from test_convert import SMALL_IWSLT, SMALL_WMT, fp16_rounded, small_arch  # noqa: E402
 from test_convert_fixtures import write_original_checkpoint  # noqa: E402
 
-from _hat import assert_refused, hat_env, run_hat  # noqa: E402
+from _hat import assert_refused, invoke  # noqa: E402
 from hat_cli.model.transformer import TransformerModel  # noqa: E402
 from hat_cli.model.space import SubTransformerConfig  # noqa: E402
 
@@ -44,15 +44,15 @@ def test_file_name_and_checkpoint_args_must_agree(tmp_path, wmt_super):
     name = "HAT_small_xeon@74.5ms_bleu@1.0"
     named = small_arch(arbitrary=(2, 1, -1))
     trained = small_arch(arbitrary=(-1, -1, -1), ffn=32)
-    env = hat_env(HAT_ZOO_FILE=str(_zoo_table(tmp_path, name, named)))
+    env = {"HAT_ZOO_FILE": str(_zoo_table(tmp_path, name, named))}
     ckpt = write_original_checkpoint(tmp_path / f"{name}.pt", wmt_super, legacy=True, sub_config=trained)
-    result = run_hat("zoo", "convert", ckpt, "-o", tmp_path / "out", cwd=tmp_path, env=env)
+    result = invoke("zoo", "convert", ckpt, "-o", tmp_path / "out", cwd=tmp_path, env=env)
     assert_refused(result, name, "--arch")
     assert not (tmp_path / "out").exists()
     # naming the architecture explicitly settles it
     yml = tmp_path / "trained.yml"
     trained.save_yaml(yml)
-    result = run_hat("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", "--json", cwd=tmp_path, env=env)
+    result = invoke("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", "--json", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert SubTransformerConfig.from_dict(json.loads((tmp_path / "out" / "config.json").read_text())["arch"]) == trained
 
@@ -67,7 +67,7 @@ def test_converting_the_largest_architecture_records_a_subtransformer_that_profi
     yml = tmp_path / "full.yml"
     full.save_yaml(yml)
     ckpt = write_original_checkpoint(tmp_path / "c.pt", wmt_super, legacy=False)
-    result = run_hat("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", "--json", cwd=tmp_path)
+    result = invoke("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["kind"] == "subtransformer"
     meta = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -76,7 +76,7 @@ def test_converting_the_largest_architecture_records_a_subtransformer_that_profi
 
     model, _ = load_model(tmp_path / "out")
     assert SubTransformerConfig.from_dict(meta["arch"]) == full
-    result = run_hat("profile", tmp_path / "out", "--json", cwd=tmp_path)
+    result = invoke("profile", tmp_path / "out", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["task"] == "wmt14.en-de"
 
@@ -88,8 +88,8 @@ def test_profile_of_a_model_directory_uses_its_recorded_task(tmp_path):
                                      arch_name="transformersuper_iwslt_de_en")
     yml = tmp_path / "a.yml"
     small_arch(heads=(4, 4, 4), ffn=64).save_yaml(yml)
-    assert run_hat("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", cwd=tmp_path).returncode == 0
-    result = run_hat("profile", tmp_path / "out", "--json", cwd=tmp_path)
+    assert invoke("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", cwd=tmp_path).returncode == 0
+    result = invoke("profile", tmp_path / "out", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["task"] == "iwslt14.de-en" and doc["length"] == 23
@@ -99,7 +99,7 @@ def test_converted_checkpoints_record_the_original_dropout_quirk(tmp_path, wmt_s
     ckpt = write_original_checkpoint(tmp_path / "c.pt", wmt_super, legacy=True)
     yml = tmp_path / "a.yml"
     small_arch().save_yaml(yml)
-    assert run_hat("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", cwd=tmp_path).returncode == 0
+    assert invoke("zoo", "convert", ckpt, "--arch", yml, "-o", tmp_path / "out", cwd=tmp_path).returncode == 0
     meta = json.loads((tmp_path / "out" / "config.json").read_text())
     assert meta["hyperparameters"]["hat_dropout_quirk"] is True
 
@@ -115,7 +115,7 @@ def test_dictionaries_are_recorded_at_conversion_and_a_swapped_one_is_refused(tm
     torch.manual_seed(3)
     model = fp16_rounded(TransformerModel.supertransformer(space.shape, vocab, vocab, True))
     ckpt = write_original_checkpoint(tmp_path / "demo.pt", model, legacy=False, data="data/binary/demo")
-    result = run_hat("zoo", "convert", ckpt, "--task", "demo", "--data-dir", data, "-o", tmp_path / "out", cwd=tmp_path)
+    result = invoke("zoo", "convert", ckpt, "--task", "demo", "--data-dir", data, "-o", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     meta = json.loads((tmp_path / "out" / "config.json").read_text())
     assert set(meta["dictionaries"]) == {"src", "tgt"} and all(len(v) == 64 for v in meta["dictionaries"].values())
@@ -125,15 +125,15 @@ def test_dictionaries_are_recorded_at_conversion_and_a_swapped_one_is_refused(tm
         lines = (swapped / f"dict.{lang}.txt").read_text().splitlines(keepends=True)
         lines[0], lines[1] = lines[1], lines[0]
         (swapped / f"dict.{lang}.txt").write_text("".join(lines))
-    result = run_hat("test", tmp_path / "out", "--task", "demo", "--data-dir", swapped, "--output", tmp_path / "h.txt",
+    result = invoke("test", tmp_path / "out", "--task", "demo", "--data-dir", swapped, "--output", tmp_path / "h.txt",
                      "--subset", "valid", cwd=tmp_path)
     assert_refused(result, "dictionary")
     assert not (tmp_path / "h.txt").exists()
     # converted without dictionaries: the test runs, and says that nothing could be checked
-    result = run_hat("zoo", "convert", ckpt, "--task", "demo", "-o", tmp_path / "bare", cwd=tmp_path)
+    result = invoke("zoo", "convert", ckpt, "--task", "demo", "-o", tmp_path / "bare", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "bare" / "config.json").read_text())["dictionaries"] == {}
-    result = run_hat("test", tmp_path / "bare", "--task", "demo", "--data-dir", data, "--output", tmp_path / "h2.txt",
+    result = invoke("test", tmp_path / "bare", "--task", "demo", "--data-dir", data, "--output", tmp_path / "h2.txt",
                      "--subset", "valid", "--max-len-b", "5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "dictionar" in result.stderr and "warning" in result.stderr

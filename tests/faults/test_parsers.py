@@ -27,7 +27,7 @@ from hat_cli.core.errors import HatError
 from hat_cli.core.tensors import load_tensors
 from hat_cli.data.dictionary import Dictionary
 from hat_cli.data.indexed import MMAP_MAGIC, IndexedDataset
-from hat_cli.latency.dataset import HAT_COLUMNS, config_columns, header_for, read_latency_csv, sample_config
+from hat_cli.latency.dataset import config_columns, header_for, read_latency_csv, sample_config
 from hat_cli.latency.predictors.base import LatencyRows
 from hat_cli.latency.predictors.fitting import load_predictor
 from hat_cli.model.directory import build_from_metadata, check_model_config, read_metadata
@@ -265,7 +265,7 @@ def test_model_config_json(tmp_path, model_config, changes, shape_changes):
     shape = loaded["super_shape"]
     small = max(shape.values()) <= 512 and shape["encoder_layers"] + shape["decoder_layers"] <= 12
     if small and max(loaded["src_vocab_size"], loaded["tgt_vocab_size"]) <= 4096:
-        build_from_metadata(loaded)  # what the check passes can be built
+        parses_or_refuses(build_from_metadata, loaded)  # what the check passes is built, or refused in a sentence
 
 
 @FAST
