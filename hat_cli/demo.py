@@ -46,6 +46,7 @@ class DemoSettings:
     population: int = 20
     iterations: int = 5
     valid_subset: int = 300
+    hardware: str = HARDWARE  # the backend whose meter every latency step uses (`hat hw list`)
 
     def __post_init__(self) -> None:
         # Checked before any step runs: a bad number must not cost a data preparation and a training first.
@@ -136,15 +137,16 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
         ["train-super", "--task", TASK, "--data-dir", data, "--save-dir", str(work / "super"),
          "--max-updates", str(settings.super_updates), "--seed", seed, "--device", "cpu"],
     )
-    latency_csv = work / "latency_cpu.csv"
+    hw = settings.hardware
+    latency_csv = work / f"latency_{hw}.csv"
     step(
-        "collect latency (cpu)",
-        ["collect-latency", "--hw", HARDWARE, "--task", TASK, "--samples", str(settings.latency_samples),
+        f"collect latency ({hw})",
+        ["collect-latency", "--hw", hw, "--task", TASK, "--samples", str(settings.latency_samples),
          "--csv", str(latency_csv), "--repetitions", str(settings.repetitions), "--reference-every", "5", "--seed", seed],
     )
     # Noise of a measurement on this machine: the spread of the fixed reference architecture's re-measurements.
     noise = measurement_noise(latency_csv, settings.max_reference_spread)
-    predictor = work / "cpu.predictor"
+    predictor = work / f"{hw}.predictor"
     step("fit latency predictor", ["fit-predictor", "--dataset", str(latency_csv), "--out", str(predictor), "--seed", seed])
 
     samples, _ = _measured_totals(latency_csv)
@@ -154,7 +156,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
     population = settings.population
     searched = step(
         "search under the budget",
-        ["search", "--task", TASK, "--hw", HARDWARE, "--latency", f"{budget:.3f}ms",
+        ["search", "--task", TASK, "--hw", hw, "--latency", f"{budget:.3f}ms",
          "--supernet", str(trained["checkpoint"]), "--data-dir", data, "--predictor", str(predictor),
          "--population", str(population), "--parents", str(max(2, population // 5)),
          "--mutations", str(2 * population // 5), "--crossovers", str(population - max(2, population // 5) - 2 * population // 5),
@@ -167,12 +169,12 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
          "--save-dir", str(work / "winner"), "--max-updates", str(settings.sub_updates), "--seed", seed, "--device", "cpu"],
     )
     tested = step("test the winner", ["test", str(winner["checkpoint"]), "--task", TASK, "--data-dir", data, "--device", "cpu"])
-    verified = step("measure the winner", ["profile", str(searched["config"]), "--task", TASK, "--hw", HARDWARE])
+    verified = step("measure the winner", ["profile", str(searched["config"]), "--task", TASK, "--hw", hw])
 
     measured = float(verified["latency_ms"]["total"])
     summary = {
         "task": TASK,
-        "hardware": HARDWARE,
+        "hardware": hw,
         "bleu": tested["bleu"],
         "sacrebleu": tested["sacrebleu"],
         "latency_budget_ms": round(budget, 3),

@@ -8,7 +8,8 @@ Every command turns its words into things here, so a word means the same in ever
 - MODEL (a model directory or a published name, pulled on first use) -> a model directory;
 - ``--supernet`` (a directory or published name; by default the one `hat train-super` wrote here, else the
   task's published one) -> a SuperTransformer model directory;
-- ``--hw`` -> a :class:`~hat_cli.latency.backends.Backend`; its predictor (``--predictor FILE``, else the
+- ``--hw`` -> a :class:`~hat_cli.latency.backends.Backend`, and with ``--threads``/``--remote``/``--backend`` the
+  meter every measuring command times with (:func:`meter`); its predictor (``--predictor FILE``, else the
   one `hat fit-predictor` fitted here, else the published one the backend names) -> a predictor checked
   against the task and search space it will serve;
 - ``--data-dir``, ``--csv``, ``--out`` and the other paths -> their defaults from :mod:`hat_cli.core.paths`;
@@ -30,6 +31,7 @@ from hat_cli.core import paths
 from hat_cli.core.checks import at_least, positive
 from hat_cli.core.errors import HatError
 from hat_cli.latency.backends import Backend, load_hardware
+from hat_cli.latency.meters import LatencyMeter, MeterOptions
 from hat_cli.latency.predictors.base import Predictor
 from hat_cli.latency.predictors.fitting import load_predictor
 from hat_cli.model.directory import read_metadata
@@ -154,6 +156,23 @@ def backend(word: str) -> Backend:
     return load_hardware().get(word)
 
 
+def meter_options(remote: Optional[str] = None, remote_backend: Optional[str] = None, threads: Optional[int] = None,
+                  mode: Optional[str] = None, seed: int = 0) -> MeterOptions:
+    """The measuring words of the command line (``--threads``, ``--remote``, ``--backend``, ``--mode``): one
+    MeterOptions, which every meter reads the same way (``--remote``/``--backend`` mean something to `remote` only)."""
+    if threads is not None and threads < 1:
+        raise HatError(f"--threads must be at least 1, got {threads}.")
+    return MeterOptions(mode=mode, seed=seed, threads=threads, remote=remote, remote_backend=remote_backend)
+
+
+def meter(the_backend: Backend, the_task: Task, options: Optional[MeterOptions] = None,
+          overrides: Optional[dict[str, Any]] = None) -> LatencyMeter:
+    """The meter of ``--hw`` on the task's timed shape, what collect-latency, profile --hw and search --verify
+    all measure with (``overrides``: protocol settings from the command line, None keeps the backend's)."""
+    shape = latency_space(the_task)
+    return LatencyMeter(the_backend, the_task, shape.shape, options=options, overrides=overrides, space=shape.name)
+
+
 def predictor(word: Any, the_backend: Backend, the_task: Task, search: SearchSpace, progress: Any = None,
               option: Optional[str] = "--predictor") -> Predictor:
     """The latency predictor for ``the_backend`` on ``the_task``: ``--predictor FILE`` (or an object with
@@ -224,9 +243,10 @@ def predictor_label(word: Any) -> str:
     return str(word) if not hasattr(word, "predict") else type(word).__name__
 
 
-def latency_csv(word: Optional[str | Path], the_backend: Backend, the_task: Task) -> Path:
-    """``--csv`` of `hat collect-latency`; default latency_dataset/<task>_<hw>.csv."""
-    return Path(word) if word else paths.latency_csv(the_task.name, the_backend.name)
+def latency_csv(word: Optional[str | Path], the_backend: Backend, the_task: Task, hardware: Optional[str] = None) -> Path:
+    """``--csv`` of `hat collect-latency`; default latency_dataset/<task>_<hw>.csv (``hardware``: the name the meter
+    records when it is not the backend's, e.g. remote-cpu)."""
+    return Path(word) if word else paths.latency_csv(the_task.name, hardware or the_backend.name)
 
 
 def fit_inputs(dataset: Optional[Path], hw: Optional[str], task_word: Optional[str], out: Optional[Path]
@@ -301,6 +321,7 @@ def search_request(
     margin: Optional[float] = None,
     rerank: Optional[RerankSettings] = None,
     verify_rounds: int = 5,
+    meter_options: Optional[MeterOptions] = None,
 ) -> SearchRequest:
     """`hat search`'s words as a :class:`SearchRequest`. The cheap inputs come first, so that an impossible
     budget fails before anything is loaded or downloaded: predictor, budget (with the algorithm's ``seed``),
@@ -325,4 +346,40 @@ def search_request(
         out=Path(out) if out else None, verify=the_backend if verify else None,
         timed_shape=timed_shape(the_task) if verify else None, fresh=fresh, min_latency_ms=min_latency,
         margin=the_margin, rerank=rerank or RerankSettings(), verify_rounds=verify_rounds,
+        meter_options=meter_options,
     )
+
+
+# ======================================================================================= an export
+def export_source(word: str, the_task: Task, arch_word: Optional[str] = None, seed: int = 1, progress: Any = None
+                  ) -> tuple[Any, SubTransformerConfig, str, str]:
+    """MODEL_OR_ARCH of `hat export`: (model, architecture, "trained" or "random", label). An architecture file
+    gets seeded random weights at the task's timed shape and vocabulary (all latency needs); a model directory or
+    a published name its trained weights (``--arch`` picks a SubTransformer inside a SuperTransformer)."""
+    # Lazily: torch (this module resolves words for commands that never load a model).
+    import torch
+    from hat_cli.model.directory import load_model
+    from hat_cli.model.transformer import TransformerModel
+
+    path = Path(word)
+    if path.is_file() or path.suffix in (".yml", ".yaml"):
+        if arch_word is not None:
+            raise HatError("--arch picks a SubTransformer inside a model directory; an architecture file needs no --arch.")
+        config = architecture(word, the_task)
+        shape = timed_shape(the_task)
+        if not config.fits(shape):
+            shape = search_space(None, the_task).shape
+        src_vocab, tgt_vocab = the_task.timed_vocab
+        if the_task.share_all_embeddings:
+            src_vocab = tgt_vocab = max(src_vocab, tgt_vocab)
+        torch.manual_seed(seed)
+        model = TransformerModel.subtransformer(config, shape, src_vocab, tgt_vocab, the_task.share_all_embeddings)
+        return model.eval(), config, "random", str(path)
+    directory, label = model_dir(word, progress)
+    model, meta = load_model(directory, device="cpu")
+    if meta.get("task") and meta["task"] != the_task.name:
+        raise HatError(f"Model {label} was trained for task {meta['task']}, not {the_task.name}.")
+    config = architecture(arch_word) if arch_word is not None else model.config
+    if not model.dims.can_run(config):
+        raise HatError(f"Architecture {arch_word} does not fit inside model {label}.")
+    return model, config, "trained", label

@@ -1,6 +1,6 @@
 """`cpu`: the CPU of the machine hat runs on, with PyTorch's default intra-op threads."""
 
-from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl, torch_meter
 
 
 @hookimpl
@@ -14,5 +14,6 @@ def register_hardware(register):
             protocol=MeasurementProtocol(repetitions=20),
             lat_norm=300.0,
             local=True,
+            meter=torch_meter,  # PyTorch's meter, an ordinary implementation of the Meter interface
         )
     )

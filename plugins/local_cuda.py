@@ -6,7 +6,7 @@ of the model in memory (stable to 0.3% on an H200); `cuda-eager` launches every 
 HAT's scripts did, so its numbers include launch overhead and the host's jitter.
 """
 
-from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl
+from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl, torch_meter
 
 
 @hookimpl
@@ -22,6 +22,7 @@ def register_hardware(register):
             protocol=MeasurementProtocol(repetitions=10, cuda_graphs=True, instances=4),
             lat_norm=200.0,
             local=True,
+            meter=torch_meter,  # PyTorch's meter, an ordinary implementation of the Meter interface
         )
     )
     register(
@@ -33,5 +34,6 @@ def register_hardware(register):
             protocol=MeasurementProtocol(repetitions=20),
             lat_norm=200.0,
             local=True,
+            meter=torch_meter,  # PyTorch's meter, an ordinary implementation of the Meter interface
         )
     )

@@ -120,6 +120,63 @@ def test_in_process_plugin_and_duplicate_names():
     assert any("already registered" in f.error for f in registry.failures)
 
 
-def test_backend_rejects_unknown_device():
-    with pytest.raises(HatError, match="device must be"):
-        Backend(name="x", description="x", device="tpu")
+def test_a_device_pytorch_cannot_reach_needs_the_plugins_own_meter():
+    from hat_cli.latency.backends import MeterOptions
+
+    with pytest.raises(HatError, match="its plugin must bring a meter"):
+        Backend(name="x", description="x", device="tpu").open_meter(MeterOptions())
+
+
+def test_a_plugin_meter_is_what_every_measurement_uses():
+    from hat_cli.latency.backends import Meter, Timings
+    from hat_cli.latency.meters import LatencyMeter
+    from hat_cli.model.space import SearchSpace
+    from hat_cli.tasks import get_task
+
+    calls = []
+
+    class FormulaMeter(Meter):
+        def measure(self, config, shape, protocol):
+            calls.append((config, shape, protocol))
+            return Timings((float(config.encoder_embed_dim),) * 2, (float(shape.length),) * 2)
+
+        def describe(self):
+            return {"device": "a formula", "precision": "fp32", "mode": "inference", "threads": "1", "runtime": "formula 1"}
+
+    class Plugin:
+        @hookimpl
+        def register_hardware(self, register):
+            register(Backend(name="formula", description="test", device="abacus", meter=lambda backend, options: FormulaMeter()))
+
+    backend = load_hardware(extra_plugins=(Plugin(),)).get("formula")
+    task = get_task("demo")
+    space = SearchSpace.builtin(task.latency_space)
+    meter = LatencyMeter(backend, task, space.shape, overrides={"repetitions": 3})
+    result = meter.measure(space.largest())
+    assert (result.encoder_ms, result.decoder_ms) == (64.0, float(task.dummy_length))
+    assert calls[0][2].repetitions == 3 and calls[0][1].tgt_vocab == 128
+    assert meter.csv_metadata()["device"] == "a formula" and meter.csv_metadata()["torch_version"] == "formula 1"
+
+
+def test_hw_list_json_lists_onnxruntime_and_remote():
+    result = subprocess.run([sys.executable, "-m", "hat_cli.cli.app", "hw", "list", "--json"], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "HAT_PLUGINS"})
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["onnxruntime"]["runtime"] == "onnxruntime" and rows["remote"]["runtime"] == "http"
+    assert rows["onnxruntime"]["measures"] == rows["remote"]["measures"] == "own meter"
+    assert rows["xeon"]["measures"].startswith("pytorch proxy")
+
+
+def test_onnxruntime_without_the_extra_is_listed_and_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from hat_cli.latency.backends import MeterOptions
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "onnxruntime") else real(name, *a))
+    backend = load_hardware().get("onnxruntime")
+    assert "pip install 'hat-cli[onnx]'" in backend.unavailable
+    with pytest.raises(HatError, match=r"cannot measure here: .*pip install 'hat-cli\[onnx\]'"):
+        backend.open_meter(MeterOptions())
+

@@ -97,7 +97,7 @@ def test_instances_time_the_same_weights_at_new_addresses(demo):
     with torch.inference_mode():
         expected = model.encode(src, config).out.clone()
     moves = []
-    move = several._move_weights
+    move = several.meter._move_weights
 
     def recording_move(m):
         before = {name: t.data_ptr() for name, t in m.named_parameters()}
@@ -105,7 +105,7 @@ def test_instances_time_the_same_weights_at_new_addresses(demo):
         moves.append(all(t.data_ptr() != before[name] for name, t in m.named_parameters()))
         return spacer
 
-    several._move_weights = recording_move
+    several.meter._move_weights = recording_move
     result = several.measure(config, model)
     assert result.encoder_ms > 0 and result.decoder_ms > 0
     assert moves == [True, True, True]  # one move per placement, every weight somewhere new each time

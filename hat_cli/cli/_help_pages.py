@@ -18,7 +18,7 @@ PAGES = {
         '                   SubTransformer per update (docs/METHOD.md §3.1), or the\n'
         '                   sandwich rule with --sampling sandwich.\n'
         "  collect-latency  Measure randomly sampled SubTransformers with hardware H's\n"
-        '                   protocol and append them to a CSV.\n'
+        '                   meter and protocol and append them to a CSV.\n'
         '  fit-predictor    Fit a latency predictor on a seeded 80/10/10 split (or on\n'
         '                   every row, with --test) and report held-out RMSE, MAPE and\n'
         '                   within-10%.\n'
@@ -31,6 +31,11 @@ PAGES = {
         "  profile          Parameters and FLOPs with HAT's accounting (no embeddings,\n"
         "                   no final projection), beside torchprofile's trace of the\n"
         '                   model; with --hw, latency.\n'
+        '  export           Write the model as ONNX: encoder.onnx, decoder.onnx (one\n'
+        '                   incremental step, self-attention cache in and out) and\n'
+        '                   config.json.\n'
+        '  latency-server   Serve latency measurements to `--hw remote` clients, with\n'
+        "                   this machine's backends (token: $HAT_LATENCY_TOKEN).\n"
         '  demo             The whole HAT pipeline on the offline demo task, on this\n'
         '                   CPU: data, SuperTransformer, latency, predictor, search\n'
         '                   under a budget from the measured range, training and\n'
@@ -132,8 +137,8 @@ PAGES = {
     ('collect-latency',): (
         'Usage: hat collect-latency [OPTIONS]\n'
         '\n'
-        "  Measure randomly sampled SubTransformers with hardware H's protocol and\n"
-        '  append them to a CSV.\n'
+        "  Measure randomly sampled SubTransformers with hardware H's meter and\n"
+        '  protocol and append them to a CSV.\n'
         '\n'
         'Options:\n'
         '  --hw <str>               Hardware backend (see `hat hw list`).  [required]\n'
@@ -158,6 +163,13 @@ PAGES = {
         '  --instances <int>        Model instances per architecture, each placed\n'
         '                           elsewhere in memory, their runs pooled (default:\n'
         "                           the backend's protocol).\n"
+        '  --threads <int>          CPU threads the meter may use (default: the\n'
+        "                           backend's setting).\n"
+        '  --remote <str>           With --hw remote: URL of a device running `hat\n'
+        '                           latency-server` (also $HAT_REMOTE).  [env var:\n'
+        '                           HAT_REMOTE]\n'
+        '  --backend <str>          With --hw remote: the backend the device measures\n'
+        '                           with (see its `hat hw list`; default cpu).\n'
         '  --json                   Print one JSON document on stdout (human output\n'
         '                           stays on stderr).\n'
         '  -h, --help               Show this message and exit.\n'
@@ -242,9 +254,9 @@ PAGES = {
         '                           writes.  [default: 1]\n'
         '  --out <str>              Output folder (default\n'
         '                           runs/search/<task>-<hw>-<budget>).\n'
-        '  --verify                 Measure the winner on this machine as a later\n'
-        '                           measurement would: fresh model instances, each\n'
-        "                           right after the latency collection's reference\n"
+        "  --verify                 Measure the winner with the hardware's meter as a\n"
+        '                           later measurement would: fresh model instances,\n'
+        "                           each right after the latency collection's reference\n"
         '                           architecture (cancels drift); reports the noise\n'
         '                           band.\n'
         '  --verify-rounds <int>    Rounds of --verify (winner and reference, fresh\n'
@@ -264,6 +276,13 @@ PAGES = {
         "                           60% of the task's train-sub updates, where the\n"
         "                           validation loss ranks like the finished models';\n"
         '                           Multi30k: 1800).\n'
+        '  --threads <int>          CPU threads the meter may use (default: the\n'
+        "                           backend's setting).\n"
+        '  --remote <str>           With --hw remote: URL of a device running `hat\n'
+        '                           latency-server` (also $HAT_REMOTE).  [env var:\n'
+        '                           HAT_REMOTE]\n'
+        '  --backend <str>          With --hw remote: the backend the device measures\n'
+        '                           with (see its `hat hw list`; default cpu).\n'
         '  --fresh                  Ignore the scores an earlier (interrupted) run\n'
         '                           saved in --out.\n'
         '  --json                   Print one JSON document on stdout (human output\n'
@@ -385,9 +404,53 @@ PAGES = {
         "                    hardware H's protocol (see `hat hw list`).\n"
         "  --predict         With --hw: also show H's latency predictor's number\n"
         '                    (fitted here, else the published one).\n'
+        "  --threads <int>   CPU threads the meter may use (default: the backend's\n"
+        '                    setting).\n'
+        '  --remote <str>    With --hw remote: URL of a device running `hat latency-\n'
+        '                    server` (also $HAT_REMOTE).  [env var: HAT_REMOTE]\n'
+        '  --backend <str>   With --hw remote: the backend the device measures with\n'
+        '                    (see its `hat hw list`; default cpu).\n'
         '  --json            Print one JSON document on stdout (human output stays on\n'
         '                    stderr).\n'
         '  -h, --help        Show this message and exit.\n'
+    ),
+    ('export',): (
+        'Usage: hat export [OPTIONS] {model_or_arch}\n'
+        '\n'
+        '  Write the model as ONNX: encoder.onnx, decoder.onnx (one incremental step,\n'
+        '  self-attention cache in and out) and config.json.\n'
+        '\n'
+        'Arguments:\n'
+        '  model_or_arch <str>  A model directory or published name (trained weights),\n'
+        '                       or an architecture YAML (random weights).  [required]\n'
+        '\n'
+        'Options:\n'
+        '  -t, --task <str>      Task, e.g. wmt14.en-de or iwslt14.de-en (an unknown\n'
+        '                        name lists them all).  [required]\n'
+        '  -o, --out <path>      Directory for encoder.onnx, decoder.onnx and\n'
+        '                        config.json.  [required]\n'
+        '  --arch <str>          SubTransformer to export from a SuperTransformer\n'
+        '                        directory (YAML file or zoo name).\n'
+        '  --check / --no-check  Run the export in ONNX Runtime and compare its log-\n'
+        "                        probabilities with PyTorch's.  [default: check]\n"
+        '  --seed <int>          Random seed; recorded next to what the command writes.\n'
+        '                        [default: 1]\n'
+        '  --json                Print one JSON document on stdout (human output stays\n'
+        '                        on stderr).\n'
+        '  -h, --help            Show this message and exit.\n'
+    ),
+    ('latency-server',): (
+        'Usage: hat latency-server [OPTIONS]\n'
+        '\n'
+        "  Serve latency measurements to `--hw remote` clients, with this machine's\n"
+        '  backends (token: $HAT_LATENCY_TOKEN).\n'
+        '\n'
+        'Options:\n'
+        '  --host <str>  Address to listen on (0.0.0.0: every interface; the token\n'
+        '                guards it).  [default: 127.0.0.1]\n'
+        '  --port <int>  Port to listen on (0: any free port, printed at start).\n'
+        '                [default: 7860]\n'
+        '  -h, --help    Show this message and exit.\n'
     ),
     ('demo',): (
         'Usage: hat demo [OPTIONS]\n'
@@ -403,6 +466,9 @@ PAGES = {
         '  --sub-updates <int>    Updates to train the searched winner.  [default: 800]\n'
         '  --samples <int>        Architectures measured for the latency predictor.\n'
         '                         [default: 30]\n'
+        '  --hw <str>             Hardware backend that measures every latency (see\n'
+        "                         `hat hw list`): cpu, onnxruntime, a plugin's; remote\n"
+        '                         with $HAT_REMOTE.  [default: cpu]\n'
         '  --seed <int>           Random seed; recorded next to what the command\n'
         '                         writes.  [default: 1]\n'
         '  --json                 Print one JSON document on stdout (human output stays\n'

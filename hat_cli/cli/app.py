@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from hat_cli.cli.commands import data, demo, hw, latency, profile, search, test, train, zoo
+from hat_cli.cli.commands import data, demo, export, hw, latency, profile, search, server, test, train, zoo
 
 
 class CommandGroup(TyperGroup):
@@ -48,6 +48,8 @@ app.command("search")(search.search)
 app.command("train-sub")(train.train_sub)
 app.command("test")(test.test)
 app.command("profile")(profile.profile)
+app.command("export")(export.export)
+app.command("latency-server")(server.latency_server)
 app.add_typer(zoo.app, name="zoo", cls=CommandGroup, help="The published models: list, info, pull, convert, push.")
 app.add_typer(hw.app, name="hw", cls=CommandGroup, help="Hardware backends (plugins).")
 app.command("demo")(demo.demo)

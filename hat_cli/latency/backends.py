@@ -1,7 +1,13 @@
 """Hardware backends as plugins: a pluggy hook, the entry-point group ``hat``, and the backend record.
 
-This module is the public plugin API: a plugin imports ``hookimpl``, ``Backend`` and
-``MeasurementProtocol`` from here and nothing else.
+This module is the public plugin API: a plugin imports ``hookimpl``, ``Backend``,
+``MeasurementProtocol`` and, to bring its own measuring code, ``Meter``, ``Timings`` (and ``TimedShape``,
+``MeterOptions``, ``trimmed_values``) from here and nothing else.
+
+A backend names a piece of hardware, its measurement protocol and the meter that measures on it
+(meters.py): PyTorch's (``torch_meter``), ONNX Runtime's (``onnxruntime_meter``), a remote device's
+(``remote_meter``) or a plugin's own. A backend without a meter is a record of a published device;
+measuring it runs PyTorch's meter here, as a proxy, with a warning.
 
 A plugin is any module that implements ``register_hardware(register)`` with ``@hookimpl`` and is named
 by an entry point in the group ``hat`` (the built-ins in ``plugins/`` register exactly like a
@@ -24,6 +30,12 @@ from typing import Any, Callable, Optional
 import pluggy
 
 from hat_cli.core.errors import HatError
+from hat_cli.latency.meters import MeasurementProtocol, Meter, MeterOptions, TimedShape, Timings, trimmed_values
+
+__all__ = [
+    "hookimpl", "Backend", "MeasurementProtocol", "Meter", "MeterOptions", "TimedShape", "Timings", "trimmed_values",
+    "torch_meter", "onnxruntime_meter", "remote_meter", "load_hardware", "get_backend",
+]
 
 ENTRY_POINT_GROUP = "hat"
 PLUGINS_ENV = "HAT_PLUGINS"
@@ -41,43 +53,12 @@ class HardwareSpecs:
 
 
 @dataclass(frozen=True)
-class MeasurementProtocol:
-    """How one architecture is timed (docs/METHOD.md §4.1-4.2)."""
-
-    beam: int = 5  # hypotheses decoded at once (HAT's --beam default, not the test beam 4)
-    warmup: int = 5  # untimed encoder runs and untimed full-length decoder runs
-    repetitions: int = 20  # timed runs of the encoder and of the decoder, separately
-    trim_fraction: float = 0.1  # drop floor(f*n) fastest and max(1, floor(f*n)) slowest (measure.py)
-    source_token: int = 7  # source [2, 7, 7, ...]; decoder prefix [7]*(L-1) + [2]
-    eos: int = 2
-    # CUDA only: capture the encoder and the whole incremental decode as CUDA graphs and time their
-    # replays. Batch-1 eager decoding on a fast GPU is bound by Python kernel launches, whose speed
-    # wanders with host load (we saw 27% spread on an H200); graph replays time the GPU work itself.
-    cuda_graphs: bool = False
-    # Model instances per measurement, each with its weights (and, with CUDA graphs, its activations) at
-    # another place in memory; their kept runs are pooled. On an H200 one architecture's single-placement
-    # measurements spread by 0.02-0.03 ms (about 0.3%), more than its runs within one placement, and a
-    # collection's history fixes where each lands: a predictor fitted on one placement per sample learns
-    # those accidents as if they were architecture.
-    instances: int = 1
-
-    def __post_init__(self) -> None:
-        # Checked here, not only by the CLI: a plugin's protocol or with_protocol() reaches the meter too.
-        if self.repetitions < 1 or self.instances < 1 or self.warmup < 0:
-            raise HatError(f"A measurement protocol needs repetitions >= 1, instances >= 1 and warmup >= 0; got "
-                           f"{self.repetitions}, {self.instances} and {self.warmup}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
 class Backend:
     """One piece of hardware: where and how to measure, and how HAT normalised its latencies."""
 
     name: str
     description: str
-    device: str = "cpu"  # "cpu" or "cuda" (torch device type)
+    device: str = "cpu"  # where it measures: "cpu" or "cuda" for PyTorch's meter, any word for a plugin's own
     threads: Optional[int] = None  # CPU intra-op threads; None = PyTorch's default (what HAT did)
     precision: str = "fp32"  # fp32 | fp16 | bf16
     protocol: MeasurementProtocol = field(default_factory=MeasurementProtocol)
@@ -89,14 +70,23 @@ class Backend:
     published_predictors: dict[str, str] = field(default_factory=dict)
     default_mode: str = "inference"  # inference | published (HAT's training mode + autograd)
     source: str = ""  # filled by the plugin manager: distribution and module that registered it
+    # meter(backend, options) -> Meter: the code that measures (meters.py). None: a record of a published
+    # device, measured here by PyTorch's meter as a proxy.
+    meter: Optional[Callable[["Backend", MeterOptions], Meter]] = field(default=None, compare=False)
+    runtime: str = "pytorch"  # what the meter runs the model with, as `hat hw list` shows it
+    # Why this backend cannot measure here (e.g. a missing optional package, and how to install it).
+    unavailable: Optional[str] = None
 
     def __post_init__(self) -> None:
         # A plugin is outside input: every field is checked here, where it enters, so that a bad one is that
         # plugin's failure (named and skipped by load_hardware), not a crash of whatever command reads it.
         if not isinstance(self.name, str) or not self.name.strip():
             raise HatError(f"A hardware backend needs a name (a non-empty string), not {self.name!r}.")
-        if self.device not in ("cpu", "cuda"):
-            raise HatError(f"Hardware backend '{self.name}': device must be 'cpu' or 'cuda', not '{self.device}'.")
+        # Any device word: PyTorch's meter takes cpu and cuda, a plugin's own meter whatever it measures on.
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise HatError(f"Hardware backend '{self.name}': device must be a non-empty word (cpu, cuda, or the plugin's own), not {self.device!r}.")
+        if self.meter is not None and not callable(self.meter):
+            raise HatError(f"Hardware backend '{self.name}': meter must be a factory meter(backend, options) -> Meter, not {self.meter!r}.")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise HatError(f"Hardware backend '{self.name}': precision must be fp32, fp16 or bf16, not '{self.precision}'.")
         if not isinstance(self.protocol, MeasurementProtocol):
@@ -117,6 +107,16 @@ class Backend:
             f"({platform.machine()}, {self.device}), so the numbers describe this machine, not that device."
         )
 
+    def open_meter(self, options: Optional[MeterOptions] = None) -> Meter:
+        """The meter that measures for this backend (a HatError says why when it cannot here)."""
+        if self.unavailable:
+            raise HatError(f"Hardware '{self.name}' cannot measure here: {self.unavailable}")
+        factory = self.meter or torch_meter
+        meter = factory(self, options or MeterOptions())
+        if not isinstance(meter, Meter):
+            raise HatError(f"Hardware '{self.name}' ({self.source}) returned a {type(meter).__name__}, not a Meter.")
+        return meter
+
     def with_protocol(self, **changes: Any) -> "Backend":
         """This backend with some protocol settings replaced (None leaves a setting as it is)."""
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -134,6 +134,10 @@ class Backend:
             "local": self.local,
             "protocol": self.protocol.to_dict(),
             "published_predictors": dict(self.published_predictors),
+            "runtime": self.runtime,
+            "measures": "own meter" if self.meter is not None else "pytorch proxy (published device)",
+            "available": self.unavailable is None,
+            "unavailable": self.unavailable,
         }
 
 
@@ -235,3 +239,30 @@ def _with_source(backend: Backend, source: str) -> Backend:
 def get_backend(name: str) -> Backend:
     """The backend called ``name``; a HatError naming the known ones otherwise."""
     return load_hardware().get(name)
+
+
+# ======================================================================================= the built-in meters
+# Factories a plugin names in Backend(meter=...). Each imports its runtime lazily, when something measures:
+# a plugin module that names one stays free of torch and onnxruntime (`hat hw list` is fast).
+def torch_meter(backend: Backend, options: MeterOptions) -> Meter:
+    """PyTorch on this machine: eager on the CPU or a CUDA GPU, CUDA graphs where the protocol asks."""
+    # Lazily: torch.
+    from hat_cli.latency.measure import TorchMeter
+
+    return TorchMeter(backend, options)
+
+
+def onnxruntime_meter(backend: Backend, options: MeterOptions) -> Meter:
+    """Each architecture exported to ONNX and timed in ONNX Runtime's CPU execution provider."""
+    # Lazily: torch and onnxruntime.
+    from hat_cli.latency.ort import OnnxRuntimeMeter
+
+    return OnnxRuntimeMeter(backend, options)
+
+
+def remote_meter(backend: Backend, options: MeterOptions) -> Meter:
+    """A device running `hat latency-server`, over HTTP."""
+    # Lazily: only a remote measurement needs the HTTP client.
+    from hat_cli.latency.remote import RemoteMeter
+
+    return RemoteMeter(backend, options)

@@ -1,4 +1,5 @@
-"""HAT's latency measurement protocol (docs/METHOD.md §4.1-4.2) on the extracted standalone SubTransformer.
+"""PyTorch's meter: HAT's latency measurement protocol (docs/METHOD.md §4.1-4.2) on the extracted standalone
+SubTransformer, one implementation of meters.Meter (the `cpu`, `cuda` and `cuda-eager` backends').
 
 Batch 1, a dummy source [2, 7, 7, ...] of the task's length L (30 WMT, 23 IWSLT); the encoder once; the
 decoder incrementally for L steps with `beam` hypotheses at once, each step including the projection to
@@ -17,108 +18,69 @@ reproducing published numbers.
 
 from __future__ import annotations
 
-import math
 import platform
 import random
-import statistics
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
 from hat_cli.core.errors import HatError
-from hat_cli.latency.backends import Backend, MeasurementProtocol
+from hat_cli.latency.meters import (  # noqa: F401  (LatencyMeter, LatencyMeasurement, trimmed_values: re-exported for callers)
+    LatencyMeasurement,
+    LatencyMeter,
+    MeasurementProtocol,
+    Meter,
+    MeterOptions,
+    TimedShape,
+    Timings,
+    trimmed_values,
+)
 from hat_cli.model.space import SubTransformerConfig, SuperShape
 from hat_cli.model.transformer import DecoderCache, TransformerModel
 from hat_cli.tasks import Task
 
 MODES = ("inference", "published")
 
-@dataclass(frozen=True)
-class LatencyMeasurement:
-    """Encoder and decoder latency of one architecture, in ms (trimmed means and stds)."""
+class TorchMeter(Meter):
+    """PyTorch's meter: eager on the CPU or a CUDA GPU, or CUDA graphs where the protocol asks for them."""
 
-    encoder_ms: float
-    decoder_ms: float
-    encoder_std_ms: float
-    decoder_std_ms: float
-
-    @property
-    def total_ms(self) -> float:
-        return self.encoder_ms + self.decoder_ms
-
-    def to_dict(self) -> dict[str, float]:
-        return {"encoder": self.encoder_ms, "decoder": self.decoder_ms, "total": self.total_ms}
-
-
-def trimmed_values(values: list[float], fraction: float = 0.1) -> list[float]:
-    """HAT's latency_dataset trimming: drop floor(f n) lowest and max(1, floor(f n)) highest values."""
-    if not values:
-        raise HatError("No latency values to average.")
-    ordered = sorted(values)
-    cut = int(math.floor(fraction * len(ordered)))
-    kept = ordered[cut : len(ordered) - max(1, cut)]
-    return kept or [statistics.median(ordered)]  # fewer than 2 runs: nothing survives HAT's rule, keep the median
-
-
-def _pstdev(values: list[float]) -> float:
-    return statistics.pstdev(values) if len(values) > 1 else 0.0
-
-
-class LatencyMeter:
-    """Times architectures with one backend's protocol on this machine (one meter, many architectures)."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        task: Task,
-        super_shape: SuperShape,
-        mode: Optional[str] = None,
-        device_index: int = 0,
-        seed: int = 0,
-    ):
+    def __init__(self, backend: "Backend", options: MeterOptions):
         self.backend = backend
-        self.task = task
-        self.super_shape = super_shape
-        self.mode = mode or backend.default_mode
+        self.mode = options.mode or backend.default_mode
         if self.mode not in MODES:
             raise HatError(f"Measurement mode '{self.mode}' is unknown; use one of: {', '.join(MODES)}.")
-        self.protocol: MeasurementProtocol = backend.protocol
-        self.length = task.dummy_length
-        self.src_vocab, self.tgt_vocab = task.timed_vocab
-        if task.share_all_embeddings:
-            self.src_vocab = self.tgt_vocab = max(self.src_vocab, self.tgt_vocab)
+        device_index, seed = options.device_index, options.seed
+        if backend.device not in ("cpu", "cuda"):
+            raise HatError(f"Hardware '{backend.name}' measures on '{backend.device}', which PyTorch's meter cannot; its plugin must bring a meter.")
+        self.protocol: MeasurementProtocol = backend.protocol  # the one of the current measurement
+        self.length = 0
         if backend.device == "cuda":
             if not torch.cuda.is_available():
                 raise HatError(f"Hardware '{backend.name}' measures on a CUDA GPU, but this machine has none; use --hw cpu.")
             self.device = torch.device("cuda", device_index)
         else:
             self.device = torch.device("cpu")
-        if backend.threads is not None and backend.device == "cpu":
-            torch.set_num_threads(backend.threads)
+        threads = options.threads or backend.threads
+        if threads is not None and backend.device == "cpu":
+            torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[backend.precision]
         self.seed = seed
         self._placements = 0  # random draws so far: each spacer or pad size comes from its own seeded Random
 
     # ------------------------------------------------------------------------------------- metadata
+    def describe(self) -> dict[str, str]:
+        return {"device": self.describe_device(), "precision": self.backend.precision, "mode": self.mode,
+                "threads": str(self.threads), "runtime": torch.__version__}
+
     def describe_device(self) -> str:
         if self.device.type == "cuda":
             return f"cuda:{self.device.index} {torch.cuda.get_device_name(self.device)}"
         return f"cpu {platform.machine()} {self.threads} threads"
 
-    def csv_metadata(self) -> dict[str, str]:
-        """The measurement columns of a latency CSV row that describe this meter (dataset.METADATA_COLUMNS
-        without the per-row timestamp, sample index, reference flag and seed)."""
-        return {
-            "hardware": self.backend.name, "device": self.describe_device(), "precision": self.backend.precision,
-            "mode": self.mode, "threads": str(self.threads), "repetitions": str(self.protocol.repetitions), "instances": str(self.protocol.instances),
-            "torch_version": torch.__version__, "task": self.task.name,
-        }
-
     # ------------------------------------------------------------------------------------- measuring
-    def build(self, config: SubTransformerConfig):
+    def build(self, config: SubTransformerConfig, shape: TimedShape):
         """A compact random SubTransformer of ``config`` on the backend's device and precision."""
         torch.manual_seed(self.seed)
         if self.device.type == "cuda":
@@ -127,7 +89,7 @@ class LatencyMeter:
         # initialise, longer than its measurement.
         with self.device:
             model = TransformerModel.subtransformer(
-                config, self.super_shape, self.src_vocab, self.tgt_vocab, self.task.share_all_embeddings
+                config, shape.super_shape, shape.src_vocab, shape.tgt_vocab, shape.share_all_embeddings
             )
         model = model.to(device=self.device, dtype=self.dtype)
         model.train(self.mode == "published")  # HAT timed in training mode (dropout on)
@@ -143,11 +105,12 @@ class LatencyMeter:
             return _CudaTimer(torch, self.device)
         return _WallTimer()
 
-    def measure(self, config: SubTransformerConfig, model: Any = None) -> LatencyMeasurement:
-        """Encoder and decoder latency of ``config`` (docs/METHOD.md §4.2), in ms, pooled over the protocol's instances."""
-        p = self.protocol
-        model = model if model is not None else self.build(config)
-        length = self.length
+    def measure(self, config: SubTransformerConfig, shape: TimedShape, protocol: MeasurementProtocol, model: Any = None) -> Timings:
+        """Encoder and decoder runs of ``config`` (docs/METHOD.md §4.2) kept after trimming, in ms, pooled over the
+        protocol's instances. ``model``: a prebuilt one (tests and benches), else a random one is built."""
+        p = self.protocol = protocol
+        self.length = length = shape.length
+        model = model if model is not None else self.build(config, shape)
         src = torch.tensor([[p.eos] + [p.source_token] * (length - 1)], device=self.device)
         prev = torch.tensor([[p.source_token] * (length - 1) + [p.eos]] * p.beam, device=self.device)
         beam_index = torch.zeros(p.beam, dtype=torch.long, device=self.device)
@@ -166,8 +129,7 @@ class LatencyMeter:
             # Each placement's graphs had a private memory pool; dead pools stay reserved until this, and
             # over a long collection they would crowd out anything else on the GPU.
             torch.cuda.empty_cache()
-        return LatencyMeasurement(statistics.fmean(encoder_kept), statistics.fmean(decoder_kept),
-                                  _pstdev(encoder_kept), _pstdev(decoder_kept))
+        return Timings(tuple(encoder_kept), tuple(decoder_kept))
 
     def _move_weights(self, model):
         """Give the model's weights new addresses, behind a spacer of seeded random size, so that the next
@@ -312,11 +274,16 @@ class _CudaTimer:
 
 def measure_latency(
     config: SubTransformerConfig,
-    backend: Backend,
+    backend: "Backend",
     task: Task,
     super_shape: SuperShape,
     mode: Optional[str] = None,
+    options: Optional[MeterOptions] = None,
 ) -> LatencyMeasurement:
-    """One-shot convenience: time ``config`` with ``backend``'s protocol on this machine; ``super_shape`` is
-    the task's timed shape (``hat_cli.resolve.timed_shape``)."""
-    return LatencyMeter(backend, task, super_shape, mode=mode).measure(config)
+    """One-shot convenience: time ``config`` with ``backend``'s meter and protocol; ``super_shape`` is the
+    task's timed shape (``hat_cli.resolve.timed_shape``)."""
+    meter = LatencyMeter(backend, task, super_shape, mode=mode, options=options)
+    try:
+        return meter.measure(config)
+    finally:
+        meter.close()

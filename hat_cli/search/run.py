@@ -32,6 +32,7 @@ from hat_cli.core.locks import exclusive
 from hat_cli.core.paths import budget_label
 from hat_cli.data.batching import load_split
 from hat_cli.latency.backends import Backend
+from hat_cli.latency.meters import LatencyMeter
 from hat_cli.model.directory import check_data_matches, load_model
 from hat_cli.model.space import SearchSpace, SubTransformerConfig, SuperShape
 from hat_cli.search.algorithm import IterationRecord, PredictFn, SearchAlgorithm, SearchProblem
@@ -64,6 +65,7 @@ class SearchRequest:
     out: Path | None = None  # None = runs/search/<task>-<hw>-<budget>
     verify: Backend | None = None  # measure the winner with this backend's protocol
     timed_shape: SuperShape | None = None  # the shape that protocol times (needed with verify)
+    meter_options: Any = None  # hat_cli.latency.meters.MeterOptions of the verifying meter (e.g. a remote device's URL)
     fresh: bool = False  # ignore scores an earlier run left in the output folder
     min_latency_ms: float | None = None  # the budget check's result, when the caller made it
     margin: Margin | None = None  # the share of the budget kept free; None = derived from the predictor
@@ -267,7 +269,8 @@ def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progre
         if request.timed_shape is None:
             raise HatError("Verifying the winner's latency needs the task's timed shape (SearchRequest.timed_shape).")
         summary["verify"] = verify_latency(request.verify, task, request.timed_shape, winner, winner_latency,
-                                           request.budget_ms, log, request.predictor, request.verify_rounds)
+                                           request.budget_ms, log, request.predictor, request.verify_rounds,
+                                           request.meter_options)
     atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -322,19 +325,18 @@ def save_scores(path: Path, fingerprint: dict, scores: Mapping[SubTransformerCon
 
 # ======================================================================================= 5. verification
 def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config: SubTransformerConfig,
-                   predicted_ms: float, budget_ms: float, log, predictor: Any = None, rounds: int = 5) -> dict:
-    """Measure the winner as a later, independent measurement would (budget.py): fresh model instances,
-    each round right after the latency collection's reference architecture, whose latency then is known."""
-    # Lazily: torch (see load_fitness).
-    from hat_cli.latency.measure import LatencyMeter
-
+                   predicted_ms: float, budget_ms: float, log, predictor: Any = None, rounds: int = 5,
+                   meter_options: Any = None) -> dict:
+    """Measure the winner as a later, independent measurement would (budget.py), with the backend's meter:
+    fresh model instances, each round right after the latency collection's reference architecture, whose
+    latency then is known. ``meter_options``: e.g. the URL of a remote device."""
     hw = backend.name
     warning = backend.foreign_device_warning()
     if warning:
         log(f"warning: {warning}")
     reference_record = (getattr(predictor, "training", None) or {}).get("reference") or {}
     reference = SubTransformerConfig.from_dict(reference_record["arch"]) if reference_record.get("arch") else None
-    meter = LatencyMeter(backend, task, timed_shape)
+    meter = LatencyMeter(backend, task, timed_shape, options=meter_options)
     measurements: list[dict] = []
 
     def measure(arch: SubTransformerConfig) -> float:
@@ -343,18 +345,22 @@ def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config
             measurements.append(measured.to_dict())
         return measured.total_ms
 
-    checked = verify_against_reference(measure, config, reference, reference_record.get("median_ms"), budget_ms, rounds)
+    try:
+        checked = verify_against_reference(measure, config, reference, reference_record.get("median_ms"), budget_ms, rounds)
+    finally:
+        meter.close()
     total = checked["measured_latency_ms"]
+    where = meter.describe_device() if backend.local else f"this machine, with {hw}'s protocol (not {hw} itself)"
     report = {
         **checked,
         "predicted_latency_ms": predicted_ms,
         "prediction_error": (predicted_ms - total) / total if total else None,
         "measured": measurements[-1] if measurements else None,
-        "measured_on": "this machine" if backend.local else f"this machine, with {hw}'s protocol (not {hw} itself)",
+        "measured_on": where,
     }
     if total > budget_ms:
         log(
-            f"warning: the winner measures {total:.2f} ms on this machine, over the {budget_label(budget_ms)} budget "
+            f"warning: the winner measures {total:.2f} ms on {where}, over the {budget_label(budget_ms)} budget "
             f"(predicted {predicted_ms:.2f} ms, noise band ±{100 * checked['noise_band']:.1f}%)."
         )
     return report

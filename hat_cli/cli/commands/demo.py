@@ -17,6 +17,7 @@ def demo(
     super_updates: int = typer.Option(300, "--super-updates", help="SuperTransformer training updates."),
     sub_updates: int = typer.Option(800, "--sub-updates", help="Updates to train the searched winner."),
     samples: int = typer.Option(30, "--samples", help="Architectures measured for the latency predictor."),
+    hw: str = typer.Option("cpu", "--hw", help="Hardware backend that measures every latency (see `hat hw list`): cpu, onnxruntime, a plugin's; remote with $HAT_REMOTE."),
     seed: int = SEED,
     as_json: bool = JSON,
 ) -> None:
@@ -28,7 +29,7 @@ def demo(
 
     settings = DemoSettings(
         workdir=workdir or default_workdir(), seed=seed, super_updates=super_updates, sub_updates=sub_updates,
-        latency_samples=samples,
+        latency_samples=samples, hardware=hw,
     )
     console.print(f"[bold]hat demo[/]: the HAT pipeline on the generated demo task, in {settings.workdir}")
 

@@ -33,11 +33,12 @@ def list_hardware(json_output: bool = JSON) -> None:
         emit_json(rows)
         return
     table = Table(title="hardware backends")
-    for column in ("name", "device", "description", "source"):
+    for column in ("name", "measures with", "description", "source"):
         table.add_column(column)
     for row in rows:
         if "error" in row:
             table.add_row(f"[red]{row['name']}[/]", "-", f"[red]failed: {row['error']}[/]", row["source"])
         else:
-            table.add_row(row["name"], f"{row['device']} {row['precision']}", row["description"], row["source"])
+            description = row["description"] + (f" [yellow](unavailable: {row['unavailable']})[/]" if row["unavailable"] else "")
+            table.add_row(row["name"], f"{row['runtime']} {row['device']} {row['precision']}", description, row["source"])
     console.print(table)

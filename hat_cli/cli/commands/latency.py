@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from hat_cli.cli.commands._options import JSON
+from hat_cli.cli.commands._options import JSON, REMOTE, REMOTE_BACKEND, THREADS
 from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, warn
 from hat_cli.core.errors import HatError
 
@@ -26,13 +26,15 @@ def collect_latency(
     repetitions: Optional[int] = typer.Option(None, "--repetitions", help="Timed runs per architecture (default: the backend's protocol)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up runs (default: the backend's protocol)."),
     instances: Optional[int] = typer.Option(None, "--instances", help="Model instances per architecture, each placed elsewhere in memory, their runs pooled (default: the backend's protocol)."),
+    threads: Optional[int] = THREADS,
+    remote: Optional[str] = REMOTE,
+    remote_backend: Optional[str] = REMOTE_BACKEND,
     json_output: bool = JSON,
 ) -> None:
-    """Measure randomly sampled SubTransformers with hardware H's protocol and append them to a CSV."""
-    # Lazily: torch and the library load when the command runs, not at start-up.
+    """Measure randomly sampled SubTransformers with hardware H's meter and protocol and append them to a CSV."""
+    # Lazily: the library loads when the command runs, not at start-up.
     from hat_cli import resolve
     from hat_cli.latency import dataset
-    from hat_cli.latency.measure import LatencyMeter
 
     if samples < 1:
         raise HatError(f"--samples must be at least 1, got {samples}.")
@@ -42,33 +44,36 @@ def collect_latency(
         raise HatError(f"--warmup must be 0 or more, got {warmup}.")
     if instances is not None and instances < 1:
         raise HatError(f"--instances must be at least 1, got {instances}.")
-    backend = resolve.backend(hw).with_protocol(repetitions=repetitions, warmup=warmup, instances=instances)
+    backend = resolve.backend(hw)
     the_task = resolve.task(task)
     warning = backend.foreign_device_warning()
     if warning:
         warn(warning)
     space = resolve.latency_space(the_task)
-    path = resolve.latency_csv(csv_path, backend, the_task)
-
-    meter = LatencyMeter(backend, the_task, space.shape, mode=mode)
+    meter = resolve.meter(backend, the_task, resolve.meter_options(remote, remote_backend, threads, mode),
+                          {"repetitions": repetitions, "warmup": warmup, "instances": instances})
+    path = resolve.latency_csv(csv_path, backend, the_task, meter.hardware)
     metadata = {**meter.csv_metadata(), "seed": str(seed)}
-    console.print(f"measuring on {metadata['device']} with '{backend.name}' ({meter.mode} mode) -> {path}", highlight=False)
-    with make_progress() as progress:
-        bar = progress.add_task("collect-latency", total=samples, info="")
+    console.print(f"measuring on {metadata['device']} with '{meter.hardware}' ({meter.mode} mode) -> {path}", highlight=False)
+    try:
+        with make_progress() as progress:
+            bar = progress.add_task("collect-latency", total=samples, info="")
 
-        def on_progress(done: int, total: int, latency_ms):
-            progress.update(bar, completed=done, info=f"last {latency_ms:.1f} ms" if latency_ms else "")
+            def on_progress(done: int, total: int, latency_ms):
+                progress.update(bar, completed=done, info=f"last {latency_ms:.1f} ms" if latency_ms else "")
 
-        result = dataset.collect(
-            path, space, meter.measure, samples, seed, metadata,
-            reference_every=reference_every, on_progress=on_progress,
-        )
+            result = dataset.collect(
+                path, space, meter.measure, samples, seed, metadata,
+                reference_every=reference_every, on_progress=on_progress,
+            )
+    finally:
+        meter.close()
     drift = result.drift()
     if drift and drift["reference_spread_pct"] > 5.0:
         warn(f"the reference architecture varied by {drift['reference_spread_pct']:.1f}% during collection (drift).")
     console.print(f"{result.rows} architectures in {result.csv} ({result.new_rows} rows written now)", highlight=False)
     if json_output:
-        emit_json({"csv": str(result.csv), "rows": result.rows, "new_rows": result.new_rows, "hardware": backend.name,
+        emit_json({"csv": str(result.csv), "rows": result.rows, "new_rows": result.new_rows, "hardware": meter.hardware,
                    "task": the_task.name, "seed": seed, "device": metadata["device"], "mode": meter.mode, "drift": drift})
 
 

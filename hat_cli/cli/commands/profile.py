@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from hat_cli.cli.commands._options import JSON
+from hat_cli.cli.commands._options import JSON, REMOTE, REMOTE_BACKEND, THREADS
 from hat_cli.cli.console import console, emit_json, handle_errors, warn
 from hat_cli.core.errors import HatError
 
@@ -19,6 +19,9 @@ def profile(
     ),
     hw: Optional[str] = typer.Option(None, "--hw", help="Also measure encoder/decoder latency on this machine with hardware H's protocol (see `hat hw list`)."),
     predict: bool = typer.Option(False, "--predict", help="With --hw: also show H's latency predictor's number (fitted here, else the published one)."),
+    threads: Optional[int] = THREADS,
+    remote: Optional[str] = REMOTE,
+    remote_backend: Optional[str] = REMOTE_BACKEND,
     as_json: bool = JSON,
 ) -> None:
     """Parameters and FLOPs with HAT's accounting (no embeddings, no final projection), beside torchprofile's
@@ -44,16 +47,15 @@ def profile(
     if predict and not hw:
         raise HatError("--predict needs --hw H (the hardware whose predictor to use).")
     if hw:
-        result.update(_latency(config, hw, task_info, space, predict))
+        result.update(_latency(config, hw, task_info, space, predict, resolve.meter_options(remote, remote_backend, threads)))
     if as_json:
         emit_json(result)
 
 
-def _latency(config, hw: str, task_info, space, predict: bool) -> dict:
-    """Measured (and with ``predict`` predicted) latency of ``config`` with hardware ``hw``'s protocol."""
-    # Lazily: torch.
+def _latency(config, hw: str, task_info, space, predict: bool, options) -> dict:
+    """Measured (and with ``predict`` predicted) latency of ``config`` with hardware ``hw``'s meter and protocol."""
+    # Lazily: the library loads when the command runs, not at start-up.
     from hat_cli import resolve
-    from hat_cli.latency.measure import LatencyMeter
 
     backend = resolve.backend(hw)
     # Resolved before measuring, so that a missing predictor fails fast.
@@ -61,9 +63,12 @@ def _latency(config, hw: str, task_info, space, predict: bool) -> dict:
     warning = backend.foreign_device_warning()
     if warning:
         warn(warning)
-    meter = LatencyMeter(backend, task_info, resolve.timed_shape(task_info))
-    measured = meter.measure(config)
-    out = {"hardware": backend.name, "device": meter.describe_device(), "mode": meter.mode, "latency_ms": measured.to_dict()}
+    meter = resolve.meter(backend, task_info, options)
+    try:
+        measured = meter.measure(config)
+    finally:
+        meter.close()
+    out = {"hardware": meter.hardware, "device": meter.describe_device(), "mode": meter.mode, "latency_ms": measured.to_dict()}
     line = (f"latency on {out['device']} ('{backend.name}' protocol, {meter.mode}): encoder {measured.encoder_ms:.2f} ms + "
             f"decoder {measured.decoder_ms:.2f} ms = {measured.total_ms:.2f} ms")
     if predictor is not None:

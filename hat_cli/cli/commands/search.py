@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from hat_cli.cli.commands._options import DATA_DIR, DEVICE, JSON, SEED, TASK
+from hat_cli.cli.commands._options import DATA_DIR, DEVICE, JSON, REMOTE, REMOTE_BACKEND, SEED, TASK, THREADS
 from hat_cli.cli.console import console, emit_json, handle_errors, make_progress, parse_latency
 
 
@@ -33,7 +33,7 @@ def search(
     out: Optional[str] = typer.Option(None, "--out", help="Output folder (default runs/search/<task>-<hw>-<budget>)."),
     verify: bool = typer.Option(
         False, "--verify",
-        help="Measure the winner on this machine as a later measurement would: fresh model instances, each right "
+        help="Measure the winner with the hardware's meter as a later measurement would: fresh model instances, each right "
         "after the latency collection's reference architecture (cancels drift); reports the noise band."),
     verify_rounds: int = typer.Option(5, "--verify-rounds", help="Rounds of --verify (winner and reference, fresh instances each)."),
     margin: Optional[str] = typer.Option(
@@ -49,6 +49,9 @@ def search(
         None, "--rerank-updates",
         help="Training updates per re-ranked candidate (default: 60% of the task's train-sub updates, where the "
         "validation loss ranks like the finished models'; Multi30k: 1800)."),
+    threads: Optional[int] = THREADS,
+    remote: Optional[str] = REMOTE,
+    remote_backend: Optional[str] = REMOTE_BACKEND,
     fresh: bool = typer.Option(False, "--fresh", help="Ignore the scores an earlier (interrupted) run saved in --out."),
     json_output: bool = JSON,
 ) -> None:
@@ -76,6 +79,7 @@ def search(
         predictor_word=predictor, valid_subset=valid_subset, max_tokens=max_tokens, precision=precision,
         device=device, out=out, verify=verify, fresh=fresh, margin=parse_margin(margin),
         rerank=RerankSettings(candidates=rerank, updates=rerank_updates), verify_rounds=verify_rounds,
+        meter_options=resolve.meter_options(remote, remote_backend, threads),
     )
     with make_progress() as progress:
         summary = run_search(request, algorithm, progress=progress, log=lambda message: console.print(message, highlight=False, soft_wrap=True))
@@ -88,7 +92,7 @@ def search(
     if "verify" in summary:
         v = summary["verify"]
         console.print(
-            f"measured {v['measured_latency_ms']:.2f} ms on this machine (±{100 * v['noise_band']:.1f}%, "
+            f"measured {v['measured_latency_ms']:.2f} ms on {v['measured_on']} (±{100 * v['noise_band']:.1f}%, "
             f"{'drift-corrected by the reference' if v['drift_corrected'] else 'no reference to correct drift'}) "
             f"vs {v['predicted_latency_ms']:.2f} ms predicted; margin kept {100 * summary['margin']['fraction']:.1f}%",
             highlight=False)
