@@ -3,7 +3,9 @@
 A `hat latency-server` runs on 127.0.0.1 (its own process, its `--backend` meter); the same sampled
 architectures are measured by that backend in this process and through the server, alternating which goes
 first, and the wall time of each sample (what `collect-latency` waits for) is compared: overhead =
-remote / local - 1, per architecture, median and mean reported. The latencies themselves are compared too.
+remote / local - 1, per architecture, median and mean reported. Both sides measure on this one CPU, so that
+ratio also carries the measurements' own noise; the transport's share alone is the client's wall time less
+the time the server spent measuring (its own clock), per sample. The latencies themselves are compared too.
 
     python bench/bench_remote_overhead.py --task multi30k.de-en --backend cpu --samples 20 --out bench/out/remote.json
 """
@@ -65,8 +67,12 @@ def main() -> None:
                 started = time.perf_counter()
                 total = meter.measure(config).total_ms
                 row[name] = {"wall_s": time.perf_counter() - started, "latency_ms": total}
+                if name == "remote":
+                    row[name]["device_s"] = remote.meter.last_device_seconds
             row["overhead"] = row["remote"]["wall_s"] / row["local"]["wall_s"] - 1
             row["latency_ratio"] = row["remote"]["latency_ms"] / row["local"]["latency_ms"]
+            row["transport_s"] = row["remote"]["wall_s"] - row["remote"]["device_s"]
+            row["transport_share"] = row["transport_s"] / row["remote"]["wall_s"]
             rows.append(row)
             print(f"{i}: local {row['local']['wall_s']:.2f} s, remote {row['remote']['wall_s']:.2f} s ({row['overhead']:+.1%}); "
                   f"latency {row['local']['latency_ms']:.1f} vs {row['remote']['latency_ms']:.1f} ms", flush=True)
@@ -78,6 +84,9 @@ def main() -> None:
             "local_s_per_sample": local_s / len(rows), "remote_s_per_sample": remote_s / len(rows),
             "overhead_total": remote_s / local_s - 1,
             "overhead_median": statistics.median(r["overhead"] for r in rows),
+            "transport_ms_median": 1000 * statistics.median(r["transport_s"] for r in rows),
+            "transport_share_median": statistics.median(r["transport_share"] for r in rows),
+            "transport_share_max": max(r["transport_share"] for r in rows),
             "latency_ratio_median": statistics.median(r["latency_ratio"] for r in rows),
             "rows": rows,
         }
@@ -85,6 +94,8 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nper sample: local {report['local_s_per_sample']:.3f} s, remote {report['remote_s_per_sample']:.3f} s; "
               f"overhead {report['overhead_total']:+.2%} in total, median {report['overhead_median']:+.2%}; "
+              f"transport (wall less the server's measuring time) median {report['transport_ms_median']:.1f} ms = "
+              f"{report['transport_share_median']:.2%} of a sample (max {report['transport_share_max']:.2%}); "
               f"remote/local latency median {report['latency_ratio_median']:.3f}")
         print(f"load: {report['load_before']} -> {report['load_after']}")
     finally:

@@ -38,7 +38,8 @@ class RemoteMeter(Meter):
         self.mode = options.mode
         self.threads = options.threads  # asks the device's meter for this many threads (--threads)
         self.timeout = float(os.environ.get(TIMEOUT_ENV, "1800"))
-        answer = self._post("/v1/describe", self._which(), timeout=120)
+        self.last_device_seconds = 0.0
+        answer = self._post("/v1/describe", self._which(), timeout=120, first=True)
         self._description = answer["describe"]
         self.preferred_protocol = MeasurementProtocol.from_dict(answer["protocol"])
 
@@ -50,6 +51,8 @@ class RemoteMeter(Meter):
     def measure(self, config: SubTransformerConfig, shape: TimedShape, protocol: MeasurementProtocol) -> Timings:
         body = {**self._which(), "arch": config.to_dict(), "shape": shape.to_dict(), "protocol": protocol.to_dict()}
         answer = self._post("/v1/measure", body, timeout=self.timeout)
+        # How long the device itself measured (seconds): what a round trip costs on top is the overhead.
+        self.last_device_seconds = float(answer.get("finished", 0.0)) - float(answer.get("started", 0.0))
         try:
             return Timings(tuple(map(float, answer["timings"]["encoder_ms"])), tuple(map(float, answer["timings"]["decoder_ms"])))
         except (KeyError, TypeError, ValueError):
@@ -59,7 +62,7 @@ class RemoteMeter(Meter):
         """Which meter of the server: its backend, mode and threads."""
         return {"backend": self.remote_backend, "mode": self.mode, "threads": self.threads}
 
-    def _post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any], timeout: float, first: bool = False) -> dict[str, Any]:
         data = json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method="POST", headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {self.token}"})
@@ -70,6 +73,9 @@ class RemoteMeter(Meter):
             raise HatError(f"The latency server at {self.url} refused the request: {_error_of(exc)}") from None
         except (urllib.error.URLError, HTTPException, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
+            if first:
+                raise HatError(f"The latency server at {self.url} does not answer ({reason}); start `hat latency-server` "
+                               f"there, or check the URL.") from None
             raise HatError(
                 f"The latency server at {self.url} stopped answering ({reason}); start it again and rerun the same "
                 f"command to continue where it stopped."
