@@ -34,6 +34,7 @@ def parse(argv=None):
     parser.add_argument("--repetitions", type=int, default=None, help="timed runs per measurement (default: backend's)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--instances", type=int, default=None, help="placements pooled per measurement (default: backend's)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the meter (default: backend's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hat-mlp", action="store_true", help="also fit HAT's MLP recipe for comparison")
     parser.add_argument("--out", type=Path, required=True)
@@ -45,6 +46,7 @@ def run(args) -> dict:
 
     from hat_cli import resolve
     from hat_cli.latency import dataset as LD
+    from hat_cli.latency.backends import MeterOptions
     from hat_cli.latency.measure import LatencyMeter
     from hat_cli.latency.predictors.base import LatencyRows, metrics
     from hat_cli.latency.predictors.fitting import fit_predictor, plot_predictions, repeat_spread
@@ -54,7 +56,7 @@ def run(args) -> dict:
     protocol = backend.protocol
     task = resolve.task(args.task)
     space = resolve.latency_space(task)
-    meter = LatencyMeter(backend, task, space.shape)
+    meter = LatencyMeter(backend, task, space.shape, options=MeterOptions(threads=args.threads))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = meter.csv_metadata()
     print(f"{meta['device']} | task {task.name} | {protocol.repetitions} timed runs x {protocol.instances} placements, {protocol.warmup} warm-up | torch {torch.__version__}", flush=True)
