@@ -180,3 +180,26 @@ def test_onnxruntime_without_the_extra_is_listed_and_says_how_to_install(monkeyp
     with pytest.raises(HatError, match=r"cannot measure here: .*pip install 'hat-cli\[onnx\]'"):
         backend.open_meter(MeterOptions())
 
+
+
+def test_a_plugin_meter_that_breaks_is_one_sentence():
+    from hat_cli.latency.backends import Meter
+    from hat_cli.latency.meters import LatencyMeter
+    from hat_cli.model.space import SearchSpace
+    from hat_cli.tasks import get_task
+
+    class Broken(Meter):
+        def measure(self, config, shape, protocol):
+            raise ValueError("the board did not answer")
+
+        def describe(self):
+            return {"device": "a board"}
+
+    task = get_task("demo")
+    space = SearchSpace.builtin(task.latency_space)
+    failing_open = Backend(name="bad-open", description="x", device="board", meter=lambda b, o: 1 / 0)
+    with pytest.raises(HatError, match="could not open its meter: ZeroDivisionError"):
+        failing_open.open_meter()
+    meter = LatencyMeter(Backend(name="bad-measure", description="x", device="board", meter=lambda b, o: Broken()), task, space.shape)
+    with pytest.raises(HatError, match="'bad-measure' failed to measure: ValueError: the board did not answer"):
+        meter.measure(space.smallest())

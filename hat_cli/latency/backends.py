@@ -112,7 +112,12 @@ class Backend:
         if self.unavailable:
             raise HatError(f"Hardware '{self.name}' cannot measure here: {self.unavailable}")
         factory = self.meter or torch_meter
-        meter = factory(self, options or MeterOptions())
+        try:
+            meter = factory(self, options or MeterOptions())
+        except HatError:
+            raise
+        except Exception as exc:  # a plugin's meter is outside code: its failure is a sentence, not a traceback
+            raise HatError(f"Hardware '{self.name}' ({self.source or 'its plugin'}) could not open its meter: {type(exc).__name__}: {exc}") from None
         if not isinstance(meter, Meter):
             raise HatError(f"Hardware '{self.name}' ({self.source}) returned a {type(meter).__name__}, not a Meter.")
         return meter

@@ -233,12 +233,21 @@ class LatencyMeter:
 
     def measure(self, config: SubTransformerConfig, model: Any = None) -> LatencyMeasurement:
         """Encoder and decoder latency of ``config`` in ms (trimmed means over the kept runs)."""
-        if model is not None:  # a prebuilt model: only meaningful to PyTorch's meter (tests, benches)
-            return self.meter.measure(config, self.shape, self.protocol, model=model).summary()
-        return self.meter.measure(config, self.shape, self.protocol).summary()
+        return self.timings(config, model).summary()
 
-    def timings(self, config: SubTransformerConfig) -> Timings:
-        return self.meter.measure(config, self.shape, self.protocol)
+    def timings(self, config: SubTransformerConfig, model: Any = None) -> Timings:
+        extra = {} if model is None else {"model": model}  # a prebuilt model: PyTorch's meter only (tests, benches)
+        try:
+            timings = self.meter.measure(config, self.shape, self.protocol, **extra)
+        except HatError:
+            raise
+        except Exception as exc:  # a plugin's meter is outside code: its failure is a sentence, not a traceback
+            if type(exc).__module__.startswith("torch") or isinstance(exc, (MemoryError, KeyboardInterrupt)):
+                raise  # PyTorch's own errors (out of memory, CUDA) keep their traceback for HAT_DEBUG
+            raise HatError(f"Hardware '{self.backend.name}' failed to measure: {type(exc).__name__}: {exc}") from None
+        if not isinstance(timings, Timings):
+            raise HatError(f"Hardware '{self.backend.name}' measured a {type(timings).__name__}, not Timings.")
+        return timings
 
     def describe_device(self) -> str:
         return self._description.get("device", self.backend.name)

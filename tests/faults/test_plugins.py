@@ -34,6 +34,7 @@ PLUGINS = {
     "negative_threads": HOOK.format(body="register(Backend(name='negative_threads', description='x', threads=-4))"),
     "nan_lat_norm": HOOK.format(body="register(Backend(name='nan_lat_norm', description='x', lat_norm=float('nan')))"),
     "not_a_backend": HOOK.format(body="register({'name': 'not_a_backend'})"),
+    "meter_not_callable": HOOK.format(body="register(Backend(name='meter_not_callable', description='x', meter=42))"),
     "missing_module": None,
     "syntax_error": "def broken(:\n",
 }
