@@ -211,7 +211,9 @@ def check_predictor(found: Any, label: str, the_task: Task, search: SearchSpace,
     if fitted_for and fitted_for != the_task.name:
         raise HatError(f"Latency predictor {label} was fitted on measurements for task '{fitted_for}', not '{the_task.name}'.")
     measured_on = training.get("hardware")
-    if hw and measured_on and measured_on != hw:
+    # A meter may qualify its backend's name with what it measures through (remote-cpu: `remote`, measuring
+    # with the server's `cpu`), so a predictor of remote-cpu serves --hw remote.
+    if hw and measured_on and measured_on != hw and not measured_on.startswith(f"{hw}-"):
         raise HatError(f"Latency predictor {label} was fitted on measurements of '{measured_on}', not '{hw}'; "
                        f"pass --hw {measured_on} or a predictor of '{hw}'.")
     probes = [search.smallest(), search.largest()]

@@ -184,3 +184,23 @@ def test_kendall_tau():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_predictors_serve_only_the_hardware_they_were_measured_on():
+    from hat_cli import resolve
+
+    class Fitted:
+        def __init__(self, hardware):
+            self.training = {"task": "demo", "hardware": hardware}
+
+        def predict(self, configs):
+            return [1.0 for _ in configs]
+
+    task, space = resolve.task("demo"), SearchSpace.builtin("demo")
+    resolve.check_predictor(Fitted("cpu"), "p", task, space, "cpu")
+    with pytest.raises(HatError, match="'cpu', not 'cuda'"):
+        resolve.check_predictor(Fitted("cpu"), "p", task, space, "cuda")
+    # remote-cpu is the remote backend measuring with the server's cpu backend: it serves --hw remote
+    resolve.check_predictor(Fitted("remote-cpu"), "p", task, space, "remote")
+    with pytest.raises(HatError):
+        resolve.check_predictor(Fitted("remote-cpu"), "p", task, space, "cpu")
