@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from hat_cli.core.errors import HatError
+from hat_cli.core.registry import Registry
 from hat_cli.model.space import SearchSpace, SubTransformerConfig
 
 # score(configs) -> one loss per config (lower is better); predict(configs) -> one latency (ms) per config.
@@ -91,21 +91,13 @@ class SearchAlgorithm(ABC):
         return {"seed": self.seed}
 
 
-SEARCH_ALGORITHMS: dict[str, type[SearchAlgorithm]] = {}
+SEARCH_ALGORITHMS: Registry[type[SearchAlgorithm]] = Registry("search algorithm")
 
 
 def register_search_algorithm(cls: type[SearchAlgorithm]) -> type[SearchAlgorithm]:
     """Class decorator: make ``cls`` available by its ``name``."""
-    if not cls.name:
-        raise HatError(f"Search algorithm {cls.__name__} has no name.")
-    if SEARCH_ALGORITHMS.get(cls.name, cls) is not cls:
-        raise HatError(f"Another search algorithm is already registered as '{cls.name}'.")
-    SEARCH_ALGORITHMS[cls.name] = cls
-    return cls
+    return SEARCH_ALGORITHMS.add(cls.name, cls)
 
 
 def search_algorithm(name: str) -> type[SearchAlgorithm]:
-    try:
-        return SEARCH_ALGORITHMS[name]
-    except KeyError:
-        raise HatError(f"Unknown search algorithm '{name}'; known: {', '.join(SEARCH_ALGORITHMS)}.") from None
+    return SEARCH_ALGORITHMS.lookup(name)

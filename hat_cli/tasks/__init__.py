@@ -12,18 +12,16 @@ Static facts only (no torch, no I/O) so every command can resolve ``--task`` che
 from __future__ import annotations
 
 from hat_cli.core.errors import HatError
+from hat_cli.core.registry import Registry
 from hat_cli.tasks.builtin import BUILTIN_TASKS
 from hat_cli.tasks.record import Task
 
-TASKS: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry("task")
 
 
 def register_task(task: Task) -> Task:
     """Add ``task`` to the registry (a name may be registered once)."""
-    if task.name in TASKS and TASKS[task.name] != task:
-        raise HatError(f"A different task named '{task.name}' is already registered.")
-    TASKS[task.name] = task
-    return task
+    return TASKS.add(task.name, task)
 
 
 def all_tasks() -> list[Task]:
@@ -31,10 +29,7 @@ def all_tasks() -> list[Task]:
 
 
 def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise HatError(f"Unknown task '{name}'; choose one of: {', '.join(TASKS)}.") from None
+    return TASKS.lookup(name)
 
 
 def task_for_zoo_key(zoo_key: str) -> Task:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 
 from hat_cli.core.errors import HatError
+from hat_cli.core.registry import Registry
 from hat_cli.core.files import atomic_write_text, make_parent
 from hat_cli.core.tensors import save_tensors
 from hat_cli.latency.dataset import config_from_row
@@ -183,21 +184,13 @@ class Predictor:
         return directory
 
 
-PREDICTOR_KINDS: dict[str, type[Predictor]] = {}
+PREDICTOR_KINDS: Registry[type[Predictor]] = Registry("predictor model")
 
 
 def register_predictor_kind(cls: type[Predictor]) -> type[Predictor]:
     """Class decorator: make ``cls`` available by its ``kind`` (``hat fit-predictor --model KIND``, saved files)."""
-    if not cls.kind:
-        raise HatError(f"Predictor class {cls.__name__} has no kind name.")
-    if PREDICTOR_KINDS.get(cls.kind, cls) is not cls:
-        raise HatError(f"Another predictor kind is already registered as '{cls.kind}'.")
-    PREDICTOR_KINDS[cls.kind] = cls
-    return cls
+    return PREDICTOR_KINDS.add(cls.kind, cls)
 
 
 def predictor_kind(kind: str) -> type[Predictor]:
-    try:
-        return PREDICTOR_KINDS[kind]
-    except KeyError:
-        raise HatError(f"Unknown predictor model '{kind}'; choose one of: {', '.join(PREDICTOR_KINDS)}.") from None
+    return PREDICTOR_KINDS.lookup(kind)
