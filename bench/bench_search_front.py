@@ -1,6 +1,7 @@
 """The search against hand-scaled Transformers on one GPU, and the rank fidelity of its proxies (issue 17).
 
-    python bench/bench_search_front.py --raw DIR_WITH_MULTI30K_RAW --work runs/front [--deadline-min 23] [--dry-run]
+    python bench/bench_search_front.py --raw DIR_WITH_MULTI30K_RAW --work runs/front [--recorded DIR]
+        [--deadline-min 22] [--dry-run]
 
 Everything goes through `hat` with the Multi30k task defaults, on one GPU:
 
@@ -9,20 +10,25 @@ Everything goes through `hat` with the Multi30k task defaults, on one GPU:
    whose measured latencies are the three budgets;
 2. side by side: `hat train-super` twice (HAT's one random SubTransformer per update, and the sandwich rule
    with in-place distillation); `hat train-sub` + `hat test` of the plain families scaled by depth and width
-   (256, 384, 512 wide; 1-3 decoder layers), the largest and smallest SubTransformers and two random ones,
-   validated every 250 updates (the short-training proxies of the rank-fidelity table);
-3. once a SuperTransformer is trained: `hat search --verify` at each budget, as published on HAT's
-   SuperTransformer (`--margin 0`, no re-ranking), and ours (`--margin auto --rerank 4`) on the sandwich one
-   (`--ours-supernet hat` uses HAT's); each winner trained with seeds 1 and 2 (HAT's with seed 1) and tested;
-   the plain models' second seeds;
-4. quiet GPU again: every winner and plain model measured by `hat profile --hw cuda` in a fresh process, and
-   the inherited validation losses of every trained architecture under both SuperTransformers
-   (bench/bench_rank_fidelity.py).
+   (256, 384, 512 wide; 1-3 decoder layers), the largest and smallest SubTransformers and three random ones,
+   validated every 250 updates (the short-training proxies of the rank-fidelity table). With --recorded, the
+   runs found there (an earlier call's sub-NAME-s1/{model/config.json,train_log.jsonl}, json/NAME-s1.1.json,
+   json/profile-NAME.json) are taken as they are and not trained again: with a fixed seed they are the same;
+3. once the sandwich SuperTransformer is trained: `hat search` at each budget (`--margin auto --rerank 3
+   --rerank-jobs 3`: the best candidates of three cells trained side by side), while other jobs train; then,
+   with the GPU to itself, the same search again with `--verify`: its scores and re-ranking are reused from
+   the folder, so it only measures, and a winner that measures over budget gives way to the next candidate;
+   each verified winner trained with seeds 1 and 2 and tested; the best plain models' second seeds;
+4. quiet GPU again: every winner measured by `hat profile --hw cuda` in a fresh process, the first budget's
+   plain model again (drift over the call), and the inherited validation losses of every trained architecture
+   under both SuperTransformers (bench/bench_rank_fidelity.py).
 
-Jobs run at most ``--slots`` at a time in priority order; past ``--deadline-min`` no job starts and running
-ones are stopped, so that step 4 always runs. Everything lands in --work (json/, logs, timeline.txt);
-`python bench/search_front_report.py --work DIR` makes the tables and the plot. With --dry-run the same
-plan runs on the CPU on the demo task in a few minutes (a check of the plumbing, not of the numbers).
+Jobs run at most ``--slots`` at a time in priority order (a search with re-ranking counts as its
+``--rerank-jobs``); a quiet job waits until nothing runs, and nothing starts while it waits or runs. Past
+``--deadline-min`` no job starts and running ones are stopped, so that step 4 always runs. Everything lands
+in --work (json/, logs, timeline.txt); `python bench/search_front_report.py --work DIR` makes the tables and
+the plot. With --dry-run the same plan runs on the CPU on the demo task in a few minutes (a check of the
+plumbing, not of the numbers).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class Job:
     after: set[str] = field(default_factory=set)  # job names that must have finished
     ready: object = None  # optional callable: extra condition (e.g. a file exists)
     expand: object = None  # optional callable run when the job finishes: returns new jobs
+    weight: int = 1  # slots it takes (a search that trains candidates side by side takes more)
+    quiet: bool = False  # needs the GPU to itself (latency measurement)
     process: subprocess.Popen | None = None
     step: int = 0
     started: float = 0.0
@@ -104,11 +112,13 @@ class Pipeline:
                         job.done, job.rc = True, None
                         self.log(f"not started: {job.name}")
                 return
-            busy = sum(1 for j in self.jobs.values() if j.process is not None and not j.done)
+            running = [j for j in self.jobs.values() if j.process is not None and not j.done]
+            busy = sum(j.weight for j in running)
+            if any(j.quiet for j in running):
+                busy = self.slots
             waiting = sorted((j for j in self.jobs.values() if j.process is None and not j.done), key=lambda j: j.priority)
+            startable = []
             for job in waiting:
-                if busy >= self.slots:
-                    break
                 failed = [a for a in job.after if a in self.jobs and self.jobs[a].done and self.jobs[a].rc != 0]
                 if failed:
                     job.done, job.rc = True, None
@@ -118,9 +128,16 @@ class Pipeline:
                     continue
                 if job.ready is not None and not job.ready():
                     continue
+                startable.append(job)
+            quiet = [j for j in startable if j.quiet]
+            if quiet:  # a quiet job waits for the GPU to empty, and nothing else starts meanwhile
+                startable = quiet[:1] if not running else []
+            for job in startable:
+                if busy + (0 if job.quiet else job.weight) > self.slots and busy > 0:
+                    break
                 job.started = time.time()
                 self._start_step(job)
-                busy += 1
+                busy += self.slots if job.quiet else job.weight
                 self.log(f"start {job.name}")
             if all(j.done for j in self.jobs.values()):
                 return
@@ -153,7 +170,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=12)
     parser.add_argument("--deadline-min", type=float, default=22.0, help="minutes after which no job starts and running ones stop")
     parser.add_argument("--samples", type=int, default=150)
-    parser.add_argument("--rerank", type=int, default=4)
+    parser.add_argument("--rerank", type=int, default=3)
+    parser.add_argument("--rerank-jobs", type=int, default=3)
+    parser.add_argument("--recorded", type=Path, help="an earlier call's work folder: its standalone runs are reused")
     parser.add_argument("--rerank-updates", type=int, default=None, help="default: hat search's (60%% of train-sub's updates)")
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
                         help="the SuperTransformer our searches use (HAT's searches always use HAT's)")
@@ -200,8 +219,20 @@ def main() -> None:
     p.log(f"budgets {budgets}")
 
     # ---- 2. side by side: SuperTransformers and standalone models
-    def train_and_test(name: str, arch: str, seed: int, priority: int, after=(), extra=()) -> Job:
+    if args.recorded:  # an earlier call's standalone runs of the same architectures, seeds and defaults
+        for run in sorted(args.recorded.glob("sub-*")):
+            name = run.name[4:]
+            if (run / "model" / "config.json").exists() and (args.recorded / "json" / f"{name}.1.json").exists():
+                shutil.copytree(run, work / run.name, dirs_exist_ok=True)
+                for doc in (f"{name}.1.json", f"profile-{name.rsplit('-', 1)[0]}.json"):  # this call's profiles win
+                    if (args.recorded / "json" / doc).exists() and not (work / "json" / doc).exists():
+                        shutil.copy(args.recorded / "json" / doc, work / "json" / doc)
+                p.log(f"recorded {name}")
+
+    def train_and_test(name: str, arch: str, seed: int, priority: int, after=(), extra=()) -> Job | None:
         save = work / f"sub-{name}"
+        if (save / "model" / "config.json").exists() and (work / "json" / f"{name}.1.json").exists():
+            return None  # recorded
         cleanup = [sys.executable, "-c", f"import shutil,glob; [shutil.rmtree(d) for d in glob.glob('{save}/checkpoint_*')]"]
         return Job(name, [
             hat("train-sub", "--task", task, "--arch", arch, "--data-dir", data, "--save-dir", str(save), "--seed", str(seed),
@@ -211,57 +242,60 @@ def main() -> None:
             cleanup,
         ], priority, set(after))
 
+    def add(job: Job | None) -> None:
+        if job is not None:
+            p.add(job)
+
     super_args = ["--task", task, "--data-dir", data, *(small if dry else ["--keep-last", "2"])]
-    p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 0))
     p.add(Job("super-sandwich", [hat("train-super", *super_args, "--save-dir", str(work / "super-sandwich"),
-                                     "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 1))
+                                     "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 0))
+    p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 1))
     fixed = [f"w256d{d}" for d in (1, 2, 3)] + [f"w384d{d}" for d in (1, 2, 3)] + [f"plain{d}" for d in (1, 2, 3)] \
-        + ["largest", "smallest", "random11", "random12"]
+        + ["largest", "smallest", "random11", "random12", "random13"]
     for i, name in enumerate(fixed):
-        p.add(train_and_test(f"{name}-s1", str(work / "arch" / f"{name}.yml"), 1, 10 + i))
+        add(train_and_test(f"{name}-s1", str(work / "arch" / f"{name}.yml"), 1, 10 + i))
 
-    # ---- 3. searches at the budgets, then their winners; the plain models' second seeds
-    def searches_after(supernet: str) -> list[Job]:
-        jobs = []
-        methods = [("ours", ["--margin", "auto", "--rerank", str(args.rerank)]), ("hat", ["--margin", "0"])]
-        for depth, budget in budgets.items():
-            for method, flags in methods:
-                wanted = "hat" if method == "hat" else args.ours_supernet
-                if wanted != supernet:
-                    continue
-                name = f"search-{method}-d{depth}"
-                out = work / name
-                cmd = hat("search", "--task", task, "--hw", hw, "--latency", f"{budget:.4f}ms", "--supernet",
-                          str(work / f"super-{supernet}" / "model"), "--data-dir", data, "--predictor", str(predictor),
-                          "--out", str(out), "--verify", *flags, *search_small)
+    # ---- 3. searches at the budgets (busy GPU), verified with the GPU to themselves, then their winners
+    def search_command(depth: int, budget: float, verify: bool) -> list[str]:
+        out = work / f"search-ours-d{depth}"
+        return hat("search", "--task", task, "--hw", hw, "--latency", f"{budget:.4f}ms", "--supernet",
+                   str(work / f"super-{args.ours_supernet}" / "model"), "--data-dir", data, "--predictor", str(predictor),
+                   "--out", str(out), "--margin", "auto", "--rerank", str(args.rerank), "--rerank-jobs", str(args.rerank_jobs),
+                   *(["--verify"] if verify else []), *search_small)
 
-                def winners(out=out, method=method, depth=depth) -> list[Job]:
-                    arch = str(out / "subtransformer.yml")
-                    seeds = (1, 2) if method == "ours" else (1,)
-                    return [train_and_test(f"{method}-d{depth}-s{seed}", arch, seed, (2 if method == "ours" else 30) + seed)
-                            for seed in seeds]
+    supernet_job = f"super-{args.ours_supernet}"
+    for depth, budget in budgets.items():
+        name = f"search-ours-d{depth}"
 
-                jobs.append(Job(name, [cmd], 3 if method == "ours" else 29, expand=winners))
-        return jobs
+        def winners(depth=depth) -> list[Job]:
+            arch = str(work / f"search-ours-d{depth}" / "subtransformer.yml")
+            return [j for j in (train_and_test(f"ours-d{depth}-s{seed}", arch, seed, 2 + seed) for seed in (1, 2)) if j]
 
-    p.jobs["super-hat"].expand = lambda: searches_after("hat")
-    p.jobs["super-sandwich"].expand = lambda: searches_after("sandwich")
-    for i, name in enumerate(["w256d1", "w256d2", "w256d3", "w384d1", "plain1", "w384d2", "w384d3", "plain2", "plain3"]):
-        p.add(train_and_test(f"{name}-s2", str(work / "arch" / f"{name}.yml"), 2, 40 + i))
+        p.add(Job(name, [search_command(depth, budget, False)], 3, {supernet_job}, weight=max(1, args.rerank_jobs)))
+        p.add(Job(f"verify-ours-d{depth}", [search_command(depth, budget, True)], 2, {name}, quiet=True, expand=winners))
+    # The best plain models at each budget (seed 1, recorded), second seeds: last, beside the winners (started
+    # earlier, they would hold up the quiet verifications, which wait for an empty GPU).
+    verified = {f"verify-ours-d{depth}" for depth in budgets}
+    for i, name in enumerate(["w256d1", "w256d2", "plain1", "w384d2", "w256d3", "w384d1"]):
+        job = train_and_test(f"{name}-s2", str(work / "arch" / f"{name}.yml"), 2, 40 + i)
+        if job is not None:  # whether the verifications succeeded or not
+            job.ready = lambda: all(p.jobs[n].done for n in verified if n in p.jobs)
+            add(job)
 
     p.run()
 
-    # ---- 4. quiet again: fresh-process latency of every model; inherited losses of every architecture
-    for yml in sorted((work / "arch").glob("*.yml")):
-        if not (work / "json" / f"profile-{yml.stem}.json").exists():
-            run_quiet(p, f"profile-{yml.stem}", hat("profile", str(yml), "--task", task, "--hw", hw))
+    # ---- 4. quiet again: fresh-process latency of every winner; inherited losses of every architecture
     for out in sorted(work.glob("search-*")):
         if (out / "subtransformer.yml").exists():
             run_quiet(p, f"profile-{out.name}", hat("profile", str(out / "subtransformer.yml"), "--task", task, "--hw", hw))
-    trained = [f"--trained={d.name[4:]}={d}" for d in sorted(work.glob("sub-*-s1")) if (d / "model" / "config.json").exists()]
+    for yml in sorted((work / "arch").glob("*.yml")):  # the trained ones not measured yet
+        if (work / "json" / f"{yml.stem}-s1.1.json").exists() and not (work / "json" / f"profile-{yml.stem}.json").exists():
+            run_quiet(p, f"profile-{yml.stem}", hat("profile", str(yml), "--task", task, "--hw", hw))
+    run_quiet(p, "profile-w256d1-again", hat("profile", str(work / "arch" / "w256d1.yml"), "--task", task, "--hw", hw))
+    trained = [f"--trained={d.name[4:-3]}={d}" for d in sorted(work.glob("sub-*-s1")) if (d / "model" / "config.json").exists()]
     supernets = [f"--supernet={label}={work / f'super-{label}' / 'model'}" for label in ("hat", "sandwich")
                  if (work / f"super-{label}" / "model" / "config.json").exists()]
-    bleu = [f"--bleu={j.stem[:-2]}={j}" for j in sorted((work / "json").glob("*-s1.1.json"))]
+    bleu = [f"--bleu={j.stem[:-5]}={j}" for j in sorted((work / "json").glob("*-s1.1.json"))]
     run_quiet(p, "rank-fidelity", [sys.executable, str(HERE / "bench_rank_fidelity.py"), "--task", task, "--data-dir", data,
                                    *supernets, *trained, *bleu, "--out", str(work / "rank_fidelity.json")])
     for d in work.glob("super-*"):  # the weights stay on the GPU machine; free the disk

@@ -6,7 +6,7 @@ largest.yml / smallest.yml: the Multi30k space's extremes. Plain Transformers (u
 encoder-decoder attention, the space's 6 encoder layers), scaled down by decoder depth and by width:
 plain{1,2,3,6}.yml are 512 wide (FFN 2048, 8 heads), w384d{1,2,3}.yml 384 wide (FFN 2048, 8 heads) and
 w256d{1,2,3}.yml 256 wide (FFN 1024, 4 heads). random11.yml / random12.yml: the space's samples with seeds 11
-and 12. With --space demo the same names hold the demo space's counterparts (widths 64/64/32, for dry runs).
+and 12 (and random13.yml, 13). With --space demo the same names hold the demo space's counterparts (widths 64/64/32, for dry runs).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(out: Path, space_name: str = "multi30k") -> None:
             if prefix == "plain" or depth < 6:
                 if depth <= max(space.choices["decoder_layer_num"]):
                     plain(width, ffn, heads, depth, layers).validate(space).save_yaml(out / f"{prefix}{depth}.yml")
-    for seed in (11, 12):
+    for seed in (11, 12, 13):
         space.sample(random.Random(seed)).save_yaml(out / f"random{seed}.yml")
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hat_cli.cli.app import app
 from hat_cli.core.errors import HatError
 from hat_cli.latency.dataset import read_latency_csv
-from hat_cli.model.space import SearchSpace
+from hat_cli.model.space import SearchSpace, SubTransformerConfig
 from hat_cli.search.budget import budget_margin, parse_margin, verify_against_reference
 from hat_cli.search.rerank import RerankSettings, cell, pick_candidates
 from hat_cli.training.loss import distillation_loss, teacher_log_probs
@@ -35,6 +35,13 @@ def hat(*args: str) -> dict:
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def hat_fails(*args: str) -> str:
+    """A refused command: exit code 2 and its one sentence."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +154,32 @@ def test_search_keeps_the_margin_and_verifies_on_fresh_instances(demo_run, tmp_p
     assert plain["margin"]["fraction"] == 0 and plain["search_budget_ms"] == pytest.approx(budget, rel=1e-6)
 
 
+def test_a_winner_that_measures_over_budget_gives_way_to_the_next(demo_run, tmp_path, monkeypatch):
+    """The measurement is replaced (it cannot be made to miss on demand here); the choosing is real."""
+    from hat_cli.search import run as search_run
+
+    measured = []
+
+    def fake_verify(backend, task, shape, config, predicted, budget, log, *rest):
+        measured.append(config)
+        fits = len(measured) == 2  # the best candidate misses, the second fits
+        return {"measured_latency_ms": budget * (0.9 if fits else 1.1), "within_budget": fits, "noise_band": 0.01,
+                "drift_corrected": True, "predicted_latency_ms": predicted, "measured_on": "test", "rounds": 1}
+
+    monkeypatch.setattr(search_run, "verify_latency", fake_verify)
+    out = tmp_path / "fallback"
+    summary = hat("search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+                  "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--population", "8",
+                  "--parents", "2", "--mutations", "3", "--crossovers", "3", "--iterations", "2", "--valid-subset", "50",
+                  "--device", "cpu", "--verify", "--out", str(out))
+    assert len(measured) == 2 and measured[0] != measured[1]
+    assert summary["arch"] == measured[1].to_hat_keys()
+    assert SubTransformerConfig.from_yaml(out / "subtransformer.yml") == measured[1]
+    assert summary["verify"]["within_budget"] and len(summary["verify"]["rejected"]) == 1
+    assert summary["verify"]["rejected"][0]["arch"] == measured[0].to_hat_keys()
+    assert summary["valid_loss"] >= summary["verify"]["rejected"][0]["valid_loss"]  # the better one missed
+
+
 # ------------------------------------------------------------------------------------------ re-ranking
 def test_candidates_are_the_best_of_each_coarse_cell():
     space = SearchSpace.builtin("demo")
@@ -178,6 +211,28 @@ def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):
     again = hat(*args)  # every candidate's result is reused, nothing is trained again
     assert [c["rerank_valid_loss"] for c in again["rerank"]["candidates"]] == losses
     assert again["rerank"]["seconds"] < report["seconds"]
+
+
+def test_candidates_trained_side_by_side_score_as_one_by_one(demo_run, tmp_path):
+    args = ["search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+            "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--population", "8",
+            "--parents", "2", "--mutations", "3", "--crossovers", "3", "--iterations", "2", "--valid-subset", "50",
+            "--device", "cpu", "--rerank", "3", "--rerank-updates", "4"]
+    alone = hat(*args, "--out", str(tmp_path / "one"))["rerank"]
+    side_by_side = hat(*args, "--rerank-jobs", "3", "--out", str(tmp_path / "three"))["rerank"]
+    assert len(alone["candidates"]) >= 2  # else nothing ran side by side
+    assert [c["arch"] for c in side_by_side["candidates"]] == [c["arch"] for c in alone["candidates"]]
+    assert [c["rerank_valid_loss"] for c in side_by_side["candidates"]] == [c["rerank_valid_loss"] for c in alone["candidates"]]
+    assert side_by_side["chosen"] == alone["chosen"]
+    saved = json.loads((tmp_path / "three" / "rerank" / "rerank.json").read_text())["candidates"]
+    assert sorted(r["valid_loss"] for r in saved) == sorted(c["rerank_valid_loss"] for c in alone["candidates"])
+
+
+def test_rerank_jobs_must_be_positive(demo_run, tmp_path):
+    result = hat_fails("search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+                       "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--device", "cpu",
+                       "--rerank", "2", "--rerank-jobs", "0", "--out", str(tmp_path / "r"))
+    assert "--rerank-jobs must be at least 1" in result
 
 
 def test_kendall_tau():

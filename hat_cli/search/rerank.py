@@ -8,7 +8,9 @@ standalone training disposes:
 1. candidates: among the scored architectures that meet the (margined) budget, the best of every coarse cell
    (encoder width, decoder width, decoder depth), best cells first, ``count`` of them;
 2. each candidate is trained alone for ``updates`` updates with the task's SubTransformer recipe (its first
-   ``updates`` updates, the same learning-rate schedule as the full run), and validated at the end;
+   ``updates`` updates, the same learning-rate schedule as the full run), and validated at the end; with
+   ``jobs`` > 1 that many candidates train side by side, each in its own process (a small model leaves most
+   of a large GPU idle, so side by side the stage ends sooner; the numbers are the same either way);
 3. the winner is the candidate with the lowest validation loss.
 
 Results are saved after every candidate (``rerank.json``), so an interrupted stage resumes where it was.
@@ -17,7 +19,9 @@ Results are saved after every candidate (``rerank.json``), so an interrupted sta
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -40,10 +44,13 @@ DEFAULT_SHARE = 0.6
 class RerankSettings:
     candidates: int = 0  # 0: no second stage (HAT's search)
     updates: Optional[int] = None  # None: DEFAULT_SHARE of the task's train-sub updates
+    jobs: int = 1  # candidates trained at once, each in its own process
 
     def check(self) -> None:
         if self.candidates < 0:
             raise HatError(f"--rerank must not be negative, got {self.candidates}.")
+        if self.jobs < 1:
+            raise HatError(f"--rerank-jobs must be at least 1, got {self.jobs}.")
         if self.candidates and self.updates is not None and self.updates < 1:
             raise HatError(f"--rerank-updates must be at least 1, got {self.updates}.")
 
@@ -86,7 +93,7 @@ def rerank(
 ) -> list[dict[str, Any]]:
     """Train every candidate for ``settings.updates`` updates; one record per candidate, in input order."""
     # Lazily: torch (run.py's module level stays light for hat_cli.resolve, see load_fitness).
-    from hat_cli.training.loop import TrainRun, train
+    from hat_cli.training.loop import TrainRun
 
     out.mkdir(parents=True, exist_ok=True)
     record_path = out / RERANK_FILE
@@ -94,31 +101,55 @@ def rerank(
         done = json.loads(record_path.read_text(encoding="utf-8")).get("candidates", [])
     except (OSError, ValueError, AttributeError):
         done = []
-    records: list[dict[str, Any]] = []
     n = settings.updates_for(task.name)
     cfg = resolve_training_config(task.name, "sub", None, {
         "max_updates": n, "final_model": "last", "keep_last": 1, "validate_every": n, "save_interval_updates": n,
         "seed": seed})
     if cfg.lr_scheduler == "cosine":  # a cosine schedule would decay over the short run, unlike the full one
         log("note: the task's cosine schedule is stretched over the short re-ranking run.")
+    todo: list[tuple[int, TrainRun]] = []
+    by_index: dict[int, dict[str, Any]] = {}
     for i, config in enumerate(candidates):
         key = _fingerprint(config, n, data_dir, seed)
         previous = next((r for r in done if r.get("fingerprint") == key), None)
         if previous is not None:
-            records.append(previous)
+            by_index[i] = previous
             continue
-        save_dir = out / f"candidate-{i}"
-        run = TrainRun(task=task, kind="sub", data_dir=Path(data_dir), save_dir=save_dir, config=cfg, space=space,
-                       arch=config, device=device, resume=False)
-        result = train(run)
-        record = {"fingerprint": key, "arch": config.to_dict(), "valid_loss": result.valid_loss["arch"],
-                  "train_seconds": result.train_seconds}
-        records.append(record)
-        # Only the number matters: drop the weights and the pointer to them, keep the log.
-        for path in save_dir.iterdir():
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-        (save_dir / "last.json").unlink(missing_ok=True)
-        atomic_write_text(record_path, json.dumps({"candidates": records + [r for r in done if r not in records]}, indent=2) + "\n")
-        log(f"re-rank {i + 1}/{len(candidates)}: valid loss {record['valid_loss']:.3f} after {n} updates")
-    return records
+        todo.append((i, TrainRun(task=task, kind="sub", data_dir=Path(data_dir), save_dir=out / f"candidate-{i}", config=cfg,
+                                 space=space, arch=config, device=device, resume=False)))
+
+    def finished(i: int, valid_loss: float, seconds: float) -> None:
+        by_index[i] = {"fingerprint": _fingerprint(candidates[i], n, data_dir, seed), "arch": candidates[i].to_dict(),
+                       "valid_loss": valid_loss, "train_seconds": seconds}
+        _drop_weights(out / f"candidate-{i}")
+        kept = list(by_index.values())
+        atomic_write_text(record_path, json.dumps({"candidates": kept + [r for r in done if r not in kept]}, indent=2) + "\n")
+        log(f"re-rank {len(by_index)}/{len(candidates)}: candidate {i + 1} valid loss {valid_loss:.3f} after {n} updates")
+
+    if settings.jobs <= 1 or len(todo) <= 1:
+        for i, run in todo:
+            finished(i, *_train_one(run))
+    else:
+        # spawn, not fork: a forked child would inherit this process's CUDA state, which CUDA does not allow.
+        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(todo)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, run): i for i, run in todo}
+            for future in as_completed(futures):
+                finished(futures[future], *future.result())
+    return [by_index[i] for i in range(len(candidates))]
+
+
+def _train_one(run) -> tuple[float, float]:
+    """Train one candidate; its validation loss and training seconds. Module level, so a worker process can run it."""
+    from hat_cli.training.loop import train  # lazily: torch, as in rerank()
+
+    result = train(run)
+    return result.valid_loss["arch"], result.train_seconds
+
+
+def _drop_weights(save_dir: Path) -> None:
+    """Only the number matters: drop the weights and the pointer to them, keep the log."""
+    for path in save_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    (save_dir / "last.json").unlink(missing_ok=True)
