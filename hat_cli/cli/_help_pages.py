@@ -276,6 +276,9 @@ PAGES = {
         "                           60% of the task's train-sub updates, where the\n"
         "                           validation loss ranks like the finished models';\n"
         '                           Multi30k: 1800).\n'
+        '  --rerank-jobs <int>      Re-ranked candidates trained at once, each in its\n'
+        '                           own process (a small model leaves most of a large\n'
+        '                           GPU idle).  [default: 1]\n'
         '  --threads <int>          CPU threads the meter may use (default: the\n'
         "                           backend's setting).\n"
         '  --remote <str>           With --hw remote: URL of a device running `hat\n'
