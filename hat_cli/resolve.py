@@ -263,8 +263,22 @@ def fit_inputs(dataset: Optional[Path], hw: Optional[str], task_word: Optional[s
         if not (the_backend and task_word):
             raise HatError("Give --dataset CSV, or --hw and --task for the default latency_dataset/<task>_<hw>.csv.")
         name = task(task_word).name
-        return paths.latency_csv(name, the_backend.name), Path(out) if out else paths.latency_predictor(name, the_backend.name), the_backend
+        return default_latency_csv(name, the_backend.name), Path(out) if out else paths.latency_predictor(name, the_backend.name), the_backend
     return Path(dataset), Path(out) if out else Path(dataset).with_suffix(".predictor"), the_backend
+
+
+def default_latency_csv(task_name: str, hw: str) -> Path:
+    """latency_dataset/<task>_<hw>.csv; where that is missing, the one CSV a meter named <hw>-<device> wrote
+    (`--hw remote` collects into <task>_remote-<its backend>.csv). The predictor keeps the plain <hw> name, which
+    is where `hat search --hw <hw>` looks."""
+    plain = paths.latency_csv(task_name, hw)
+    if plain.exists():
+        return plain
+    qualified = sorted(plain.parent.glob(f"{task_name}_{hw}-*.csv"))
+    if len(qualified) > 1:
+        raise HatError(f"Several latency datasets for '{hw}' on task '{task_name}' ({', '.join(str(q) for q in qualified)}); "
+                       f"choose one with --dataset.")
+    return qualified[0] if qualified else plain
 
 
 def lat_norm(given: Optional[float], the_backend: Optional[Backend], dataset: Path) -> float:

@@ -189,3 +189,22 @@ def test_the_server_will_not_start_without_a_token():
     env.pop("HAT_LATENCY_TOKEN")
     done = subprocess.run([sys.executable, "-m", "hat_cli.cli.app", "latency-server", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "HAT_LATENCY_TOKEN" in done.stderr
+
+
+def test_fit_predictor_finds_the_default_dataset_a_remote_collection_wrote(tmp_path, server):
+    """collect-latency --hw remote names its CSV after the device's backend (remote-cpu); fit-predictor --hw remote
+    finds it and writes the predictor where search --hw remote looks (latency_dataset/demo_remote.predictor)."""
+    args = [sys.executable, "-m", "hat_cli.cli.app", "collect-latency", "--hw", "remote", "--remote", server.url, "--backend", "cpu",
+            "--task", "demo", "--samples", "12", "--repetitions", "2", "--warmup", "0", "--reference-every", "4", "--json"]
+    collected = subprocess.run(args, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert collected.returncode == 0, collected.stderr
+    assert (tmp_path / "latency_dataset" / "demo_remote-cpu.csv").is_file()
+    fit = subprocess.run([sys.executable, "-m", "hat_cli.cli.app", "fit-predictor", "--hw", "remote", "--task", "demo", "--json"],
+                         env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert fit.returncode == 0, fit.stderr
+    assert (tmp_path / "latency_dataset" / "demo_remote.predictor").exists()
+    # a second device's collection makes the default ambiguous: one sentence, exit 2
+    (tmp_path / "latency_dataset" / "demo_remote-pi.csv").write_text((tmp_path / "latency_dataset" / "demo_remote-cpu.csv").read_text())
+    again = subprocess.run([sys.executable, "-m", "hat_cli.cli.app", "fit-predictor", "--hw", "remote", "--task", "demo"],
+                           env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "Several latency datasets for 'remote'" in " ".join(again.stderr.split())

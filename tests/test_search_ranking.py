@@ -228,6 +228,34 @@ def test_candidates_trained_side_by_side_score_as_one_by_one(demo_run, tmp_path)
     assert sorted(r["valid_loss"] for r in saved) == sorted(c["rerank_valid_loss"] for c in alone["candidates"])
 
 
+def test_rerank_by_validation_bleu_picks_the_best_translator(demo_run, tmp_path):
+    out = tmp_path / "bleu"
+    args = ["search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+            "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--population", "8",
+            "--parents", "2", "--mutations", "3", "--crossovers", "3", "--iterations", "2", "--valid-subset", "50",
+            "--device", "cpu", "--rerank", "3", "--rerank-updates", "150", "--rerank-metric", "bleu", "--out", str(out)]
+    report = hat(*args)["rerank"]
+    assert report["metric"] == "bleu"
+    bleus = [c["rerank_valid_bleu"] for c in report["candidates"]]
+    assert len(bleus) >= 2 and max(bleus) > 0  # 150 updates translate the demo task somewhat
+    best = max(bleus)
+    ties = [i for i, b in enumerate(bleus) if b == best]
+    losses = [report["candidates"][i]["rerank_valid_loss"] for i in ties]
+    assert report["chosen"] == ties[losses.index(min(losses))]  # highest BLEU, then lowest loss
+    for i in range(len(bleus)):  # each BLEU is the candidate's translation of the validation split, kept
+        assert (out / "rerank" / f"candidate-{i}" / "valid.hyp.txt").is_file()
+    # run again: every candidate's record, BLEU included, is reused
+    again = hat(*args)["rerank"]
+    assert [c["rerank_valid_bleu"] for c in again["candidates"]] == bleus and again["seconds"] < report["seconds"]
+
+
+def test_rerank_metric_is_checked(demo_run, tmp_path):
+    result = hat_fails("search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
+                       "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--device", "cpu",
+                       "--rerank", "2", "--rerank-metric", "chrf", "--out", str(tmp_path / "r"))
+    assert "--rerank-metric must be one of loss, bleu" in result
+
+
 def test_rerank_jobs_must_be_positive(demo_run, tmp_path):
     result = hat_fails("search", "--task", "demo", "--hw", "cpu", "--latency", "1000ms", "--supernet", str(demo_run["supernet"]),
                        "--data-dir", str(demo_run["data"]), "--predictor", str(demo_run["predictor"]), "--device", "cpu",

@@ -276,6 +276,11 @@ PAGES = {
         "                           60% of the task's train-sub updates, where the\n"
         "                           validation loss ranks like the finished models';\n"
         '                           Multi30k: 1800).\n'
+        '  --rerank-metric <str>    What picks the re-ranked winner: loss (lowest\n'
+        '                           validation loss) or bleu (highest BLEU of its beam-\n'
+        '                           search translation of the validation set, the\n'
+        '                           measure the finished model is judged by).\n'
+        '                           [default: loss]\n'
         '  --rerank-jobs <int>      Re-ranked candidates trained at once, each in its\n'
         '                           own process (a small model leaves most of a large\n'
         '                           GPU idle).  [default: 1]\n'

@@ -39,7 +39,7 @@ from hat_cli.search.algorithm import IterationRecord, PredictFn, SearchAlgorithm
 from hat_cli.search.budget import Margin, budget_margin, verify_against_reference
 from hat_cli.search.evolution import EvolutionarySearch, fmt_ms, minimum_latency
 from hat_cli.search.outputs import plot_front, write_explored_csv, write_history_csv
-from hat_cli.search.rerank import RerankSettings, pick_candidates, rerank
+from hat_cli.search.rerank import RerankSettings, pick_candidates, rank, rerank
 from hat_cli.tasks import Task
 
 SCORES_FILE = "scores.json"
@@ -281,20 +281,23 @@ def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progre
 
 # ======================================================================================= 4. re-ranking
 def _rerank(request: SearchRequest, result, search_budget: float, out: Path, seed: int, log) -> dict:
-    """Train the best candidate of each coarse cell briefly from scratch; the lowest validation loss wins."""
+    """Train the best candidate of each coarse cell briefly from scratch; the lowest validation loss (or the
+    highest validation BLEU) wins."""
     settings = request.rerank
     updates = settings.updates_for(request.task.name)
     candidates = pick_candidates(result.explored, search_budget, settings.candidates)
-    log(f"re-ranking {len(candidates)} candidates by {updates} updates of training each")
+    log(f"re-ranking {len(candidates)} candidates by {updates} updates of training each, by validation {settings.metric}")
     started = time.perf_counter()
     records = rerank(candidates, request.task, request.space, request.data_dir, out / "rerank", settings, request.device,
                      seed=seed, log=log)
-    order = sorted(range(len(records)), key=lambda i: records[i]["valid_loss"])
+    order = rank(records, settings.metric)
     best = order[0]
     return {
         "candidates": [{"arch": c.to_hat_keys(), "inherited_valid_loss": result.explored[c][0],
-                        "predicted_latency_ms": result.explored[c][1], "rerank_valid_loss": r["valid_loss"]}
+                        "predicted_latency_ms": result.explored[c][1], "rerank_valid_loss": r["valid_loss"],
+                        **({"rerank_valid_bleu": r["valid_bleu"]} if "valid_bleu" in r else {})}
                        for c, r in zip(candidates, records)],
+        "metric": settings.metric,
         "updates": updates,
         "chosen": best,
         "ranked": [candidates[i].to_dict() for i in order],  # best first: the winner, then --verify's fallbacks
