@@ -1,7 +1,7 @@
 """The search against hand-scaled Transformers on one GPU, and the rank fidelity of its proxies (issue 17).
 
     python bench/bench_search_front.py --raw DIR_WITH_MULTI30K_RAW --work runs/front [--recorded DIR]
-        [--deadline-min 22] [--dry-run]
+        [--rerank-metric loss|bleu] [--deadline-min 20] [--hard-deadline-min 23] [--dry-run]
 
 Everything goes through `hat` with the Multi30k task defaults, on one GPU:
 
@@ -25,9 +25,9 @@ Everything goes through `hat` with the Multi30k task defaults, on one GPU:
 
 Jobs run at most ``--slots`` at a time in priority order (a search with re-ranking counts as its
 ``--rerank-jobs``); a quiet job waits until nothing runs, and nothing starts while it waits or runs. Past
-``--deadline-min`` no job starts and running ones are stopped, so that step 4 always runs. Everything lands
-in --work (json/, logs, timeline.txt); `python bench/search_front_report.py --work DIR` makes the tables and
-the plot. With --dry-run the same plan runs on the CPU on the demo task in a few minutes (a check of the
+``--deadline-min`` no job starts and the plain second seeds stop; past ``--hard-deadline-min`` every job
+stops, so that step 4 always runs. Everything lands in --work (json/, logs, timeline.txt);
+`python bench/search_front_report.py --work DIR` makes the tables and the plot. With --dry-run the same plan runs on the CPU on the demo task in a few minutes (a check of the
 plumbing, not of the numbers).
 """
 
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+EXPENDABLE = 40  # jobs of this priority or lower rank (the plain models' second seeds) stop first at the deadline
 
 
 @dataclass
@@ -65,8 +66,9 @@ class Job:
 
 
 class Pipeline:
-    def __init__(self, work: Path, slots: int, deadline_s: float, env: dict[str, str]):
-        self.work, self.slots, self.deadline, self.env = work, slots, time.time() + deadline_s, env
+    def __init__(self, work: Path, slots: int, deadline_s: float, hard_deadline_s: float, env: dict[str, str]):
+        self.work, self.slots, self.env = work, slots, env
+        self.deadline, self.hard_deadline = time.time() + deadline_s, time.time() + max(deadline_s, hard_deadline_s)
         self.jobs: dict[str, Job] = {}
         self.t0 = time.time()
 
@@ -101,17 +103,22 @@ class Pipeline:
                 if rc == 0 and job.expand is not None:
                     for new in job.expand():
                         self.add(new)
-            if time.time() > self.deadline:
+            now = time.time()
+            if now > self.deadline:
+                # Past the deadline nothing starts, and the expendable jobs stop at once; the others (the
+                # winners' trainings) may run on until the hard deadline, so that their results are not lost.
                 for job in self.jobs.values():
-                    if job.process is not None and not job.done:
-                        os.killpg(job.process.pid, signal.SIGTERM)
-                        job.done, job.rc = True, -15
-                        self.log(f"stopped {job.name} at the deadline")
-                for job in self.jobs.values():
-                    if job.process is None:
+                    if job.process is None and not job.done:
                         job.done, job.rc = True, None
                         self.log(f"not started: {job.name}")
-                return
+                    elif not job.done and (job.priority >= EXPENDABLE or now > self.hard_deadline):
+                        os.killpg(job.process.pid, signal.SIGTERM)
+                        job.done, job.rc = True, -15
+                        self.log(f"stopped {job.name} at the {'hard ' if now > self.hard_deadline else ''}deadline")
+                if all(j.done for j in self.jobs.values()):
+                    return
+                time.sleep(1.0)
+                continue
             running = [j for j in self.jobs.values() if j.process is not None and not j.done]
             busy = sum(j.weight for j in running)
             if any(j.quiet for j in running):
@@ -168,10 +175,13 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="folder with Multi30k's raw train/valid/test files (hat data --from-dir)")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--slots", type=int, default=12)
-    parser.add_argument("--deadline-min", type=float, default=22.0, help="minutes after which no job starts and running ones stop")
+    parser.add_argument("--deadline-min", type=float, default=20.0,
+                        help="minutes after which no job starts and the expendable ones (plain second seeds) stop")
+    parser.add_argument("--hard-deadline-min", type=float, default=23.0, help="minutes after which every job stops")
     parser.add_argument("--samples", type=int, default=150)
     parser.add_argument("--rerank", type=int, default=3)
     parser.add_argument("--rerank-jobs", type=int, default=3)
+    parser.add_argument("--rerank-metric", choices=("loss", "bleu"), default="loss")
     parser.add_argument("--recorded", type=Path, help="an earlier call's work folder: its standalone runs are reused")
     parser.add_argument("--rerank-updates", type=int, default=None, help="default: hat search's (60%% of train-sub's updates)")
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
@@ -185,7 +195,7 @@ def main() -> None:
         (work / sub).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HAT_NO_PROGRESS="1", PYTHONUNBUFFERED="1",
                PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True")
-    p = Pipeline(work, args.slots, args.deadline_min * 60, env)
+    p = Pipeline(work, args.slots, args.deadline_min * 60, args.hard_deadline_min * 60, env)
     dry = args.dry_run
     task = "demo" if dry else "multi30k.de-en"
     hw = "cpu" if dry else "cuda"
@@ -261,6 +271,7 @@ def main() -> None:
         return hat("search", "--task", task, "--hw", hw, "--latency", f"{budget:.4f}ms", "--supernet",
                    str(work / f"super-{args.ours_supernet}" / "model"), "--data-dir", data, "--predictor", str(predictor),
                    "--out", str(out), "--margin", "auto", "--rerank", str(args.rerank), "--rerank-jobs", str(args.rerank_jobs),
+                   "--rerank-metric", args.rerank_metric,
                    *(["--verify"] if verify else []), *search_small)
 
     supernet_job = f"super-{args.ours_supernet}"
