@@ -160,8 +160,7 @@ def meter_options(remote: Optional[str] = None, remote_backend: Optional[str] = 
                   mode: Optional[str] = None, seed: int = 0) -> MeterOptions:
     """The measuring words of the command line (``--threads``, ``--remote``, ``--backend``, ``--mode``): one
     MeterOptions, which every meter reads the same way (``--remote``/``--backend`` mean something to `remote` only)."""
-    if threads is not None and threads < 1:
-        raise HatError(f"--threads must be at least 1, got {threads}.")
+    at_least(threads, 1, "--threads")
     return MeterOptions(mode=mode, seed=seed, threads=threads, remote=remote, remote_backend=remote_backend)
 
 
@@ -385,9 +384,7 @@ def export_source(word: str, the_task: Task, arch_word: Optional[str] = None, se
         shape = timed_shape(the_task)
         if not config.fits(shape):
             shape = search_space(None, the_task).shape
-        src_vocab, tgt_vocab = the_task.timed_vocab
-        if the_task.share_all_embeddings:
-            src_vocab = tgt_vocab = max(src_vocab, tgt_vocab)
+        src_vocab, tgt_vocab = the_task.timed_vocab_sizes
         torch.manual_seed(seed)
         model = TransformerModel.subtransformer(config, shape, src_vocab, tgt_vocab, the_task.share_all_embeddings)
         return model.eval(), config, "random", str(path)

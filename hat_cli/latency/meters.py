@@ -93,9 +93,7 @@ class TimedShape:
 
     @classmethod
     def of_task(cls, task: Task, super_shape: SuperShape, space: str = "") -> "TimedShape":
-        src, tgt = task.timed_vocab
-        if task.share_all_embeddings:
-            src = tgt = max(src, tgt)
+        src, tgt = task.timed_vocab_sizes
         return cls(task.name, task.dummy_length, src, tgt, task.share_all_embeddings, super_shape, space)
 
     def to_dict(self) -> dict[str, Any]:

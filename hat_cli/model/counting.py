@@ -117,10 +117,9 @@ class TracedCount:
 
 def traced_count(config: SubTransformerConfig, super_shape: SuperShape, length: int, vocab_sizes: tuple[int, int],
                  share_all_embeddings: bool) -> TracedCount:
-    """Build a compact SubTransformer of ``config`` (weights left uninitialised: only shapes matter) and trace it."""
+    """Build a compact SubTransformer of ``config`` (weights left uninitialised: only shapes matter) and trace it.
+    ``vocab_sizes``: (source, target), equal when the embeddings are shared (Task.timed_vocab_sizes)."""
     src_vocab, tgt_vocab = vocab_sizes
-    if share_all_embeddings:
-        src_vocab = tgt_vocab = max(vocab_sizes)
     with skip_init():
         model = TransformerModel.subtransformer(config, super_shape, src_vocab, tgt_vocab, share_all_embeddings)
     macs = torchprofile_macs(model, config, length)

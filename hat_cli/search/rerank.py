@@ -71,13 +71,18 @@ def cell(config: SubTransformerConfig) -> tuple[int, int, int]:
     return (config.encoder_embed_dim, config.decoder_embed_dim, config.decoder_layer_num)
 
 
+def best_first(explored: Mapping[SubTransformerConfig, tuple[float, float]], budget_ms: float) -> list[SubTransformerConfig]:
+    """The scored architectures whose (loss, predicted latency) fits ``budget_ms``, lowest loss first (then
+    fastest); NaN losses left out."""
+    feasible = [(loss, latency, config) for config, (loss, latency) in explored.items() if latency <= budget_ms and loss == loss]
+    return [config for _, _, config in sorted(feasible, key=lambda row: (row[0], row[1]))]
+
+
 def pick_candidates(explored: Mapping[SubTransformerConfig, tuple[float, float]], budget_ms: float,
                     count: int) -> list[SubTransformerConfig]:
     """The best feasible architecture of each coarse cell, best cells first, at most ``count``."""
-    feasible = sorted(((loss, latency, config) for config, (loss, latency) in explored.items()
-                       if latency <= budget_ms and loss == loss), key=lambda row: (row[0], row[1]))
     best_of_cell: dict[tuple[int, int, int], SubTransformerConfig] = {}
-    for _, _, config in feasible:
+    for config in best_first(explored, budget_ms):
         best_of_cell.setdefault(cell(config), config)
     return list(best_of_cell.values())[:count]
 

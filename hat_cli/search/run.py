@@ -39,7 +39,7 @@ from hat_cli.search.algorithm import IterationRecord, PredictFn, SearchAlgorithm
 from hat_cli.search.budget import Margin, budget_margin, verify_against_reference
 from hat_cli.search.evolution import EvolutionarySearch, fmt_ms, minimum_latency
 from hat_cli.search.outputs import plot_front, write_explored_csv, write_history_csv
-from hat_cli.search.rerank import RerankSettings, pick_candidates, rank, rerank
+from hat_cli.search.rerank import RerankSettings, best_first, pick_candidates, rank, rerank
 from hat_cli.tasks import Task
 
 SCORES_FILE = "scores.json"
@@ -216,10 +216,8 @@ def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progre
     del fitness, problem  # the SuperTransformer's memory goes back before any re-ranking training
 
     out.mkdir(parents=True, exist_ok=True)
-    winner, winner_loss, winner_latency = result.best, result.best_loss, result.best_latency_ms
+    winner, ranked = result.best, None  # ranked: the candidates best first, which --verify falls back along
     rerank_report = None
-    ranked = [config for _, _, config in sorted((loss, latency, config) for config, (loss, latency) in result.explored.items()
-                                                 if latency <= search_budget and loss == loss)]
     if request.rerank.candidates:
         rerank_report = _rerank(request, result, search_budget, out, algorithm.seed, log)
         ranked = [SubTransformerConfig.from_dict(arch) for arch in rerank_report.pop("ranked")]
@@ -228,7 +226,8 @@ def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progre
     if request.verify is not None:
         if request.timed_shape is None:
             raise HatError("Verifying the winner's latency needs the task's timed shape (SearchRequest.timed_shape).")
-        winner, verify_report = _verified_winner(request, task, ranked or [winner], result.explored, log)
+        ranked = ranked or best_first(result.explored, search_budget) or [winner]
+        winner, verify_report = _verified_winner(request, task, ranked, result.explored, log)
     winner_loss, winner_latency = result.explored[winner]
     yaml_path = out / "subtransformer.yml"
     winner.save_yaml(yaml_path)

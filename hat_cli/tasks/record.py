@@ -37,6 +37,12 @@ class Task:
     def pair(self) -> str:
         return f"{self.src}-{self.tgt}"
 
+    @property
+    def timed_vocab_sizes(self) -> tuple[int, int]:
+        """(source, target) vocabulary of the timed model: one shared table has the larger size on both sides."""
+        src, tgt = self.timed_vocab
+        return (max(src, tgt),) * 2 if self.share_all_embeddings else (src, tgt)
+
     def training_defaults(self, kind: str) -> dict[str, Any]:
         """The task's defaults for a ``super`` or ``sub`` training run."""
         if kind not in ("super", "sub"):

@@ -36,7 +36,7 @@ def profile(
     params = count_params(config, space.shape.qkv_dim)
     flops = count_flops(config, task_info.dummy_length, space.shape.qkv_dim)
     # torchprofile's trace of our own model, beside HAT's accounting (which reproduces HAT's trace of its model).
-    traced = traced_count(config, space.shape, task_info.dummy_length, task_info.timed_vocab, task_info.share_all_embeddings)
+    traced = traced_count(config, space.shape, task_info.dummy_length, task_info.timed_vocab_sizes, task_info.share_all_embeddings)
     result = {"arch": arch, "task": task_info.name, "params": params, "flops": flops, "length": task_info.dummy_length,
               "torchprofile": traced.to_dict()}
     console.print(
