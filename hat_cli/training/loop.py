@@ -52,7 +52,7 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
-from hat_cli.training.loss import LN2, distillation_loss, label_smoothed_nll_loss, teacher_log_probs
+from hat_cli.training.loss import LN2, distillation_loss, label_smoothed_nll_loss, log_probs, smoothed_nll_loss, teacher_probs
 from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
 
@@ -497,19 +497,20 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
                 for i, config in enumerate(configs):
                     with autocast:
                         logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-                    loss, nll = label_smoothed_nll_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
+                    lprobs = log_probs(logits)
+                    loss, nll = smoothed_nll_loss(lprobs, batch.target, cfg.label_smoothing, padding_idx)
                     objective = loss
                     if distill > 0:
                         if i == 0:  # the largest SubTransformer teaches the others on this batch
-                            teacher = teacher_log_probs(logits)
+                            teacher = teacher_probs(lprobs)
                         else:
-                            kd = distillation_loss(logits, teacher, batch.target, padding_idx)
+                            kd = distillation_loss(lprobs, teacher, batch.target, padding_idx)
                             objective = (1.0 - distill) * loss + distill * kd
                     scaled = objective * inv_tokens
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     window_loss += loss.detach() / len(configs)
                     window_nll += nll.detach() / len(configs)
-                    del logits, loss, nll, scaled, objective
+                    del logits, lprobs, loss, nll, scaled, objective
                 del teacher
             if dist_ctx.world_size > 1:
                 grads.all_reduce_()

@@ -14,14 +14,21 @@ import torch.nn.functional as F
 LN2 = math.log(2.0)
 
 
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """``[tokens, V]`` log-probabilities in float32, like fairseq's ``get_normalized_probs``, whatever
+    autocast produced. Computed once per forward pass: the training loss and distillation both read it."""
+    return F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+
+
 def label_smoothed_nll_loss(logits: torch.Tensor, target: torch.Tensor, epsilon: float,
                             padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(loss, nll_loss)``, both summed over the non-pad tokens of ``target``.
+    """Return ``(loss, nll_loss)``, both summed over the non-pad tokens of ``target``; ``logits`` is ``[..., V]``."""
+    return smoothed_nll_loss(log_probs(logits), target, epsilon, padding_idx)
 
-    ``logits`` is ``[..., V]`` in any float dtype; the log-softmax runs in float32 like fairseq's
-    (``fairseq_decoder.get_normalized_probs``), whatever autocast produced.
-    """
-    lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+
+def smoothed_nll_loss(lprobs: torch.Tensor, target: torch.Tensor, epsilon: float,
+                      padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_smoothed_nll_loss` from the :func:`log_probs` of the logits."""
     target = target.reshape(-1, 1)
     keep = target.ne(padding_idx)
     # Pad positions are gathered at a valid index and masked out, so no data-dependent shapes (no host sync).
@@ -38,15 +45,15 @@ def to_base2_per_token(total: float, ntokens: int) -> float:
 
 
 # In-place distillation (sampling.py's sandwich rule): the largest SubTransformer teaches the others.
-def teacher_log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """The teacher's log-probabilities, detached, [tokens, V] in float32."""
-    return F.log_softmax(logits.detach().reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+def teacher_probs(lprobs: torch.Tensor) -> torch.Tensor:
+    """The teacher's probabilities from its :func:`log_probs`, detached: computed once per batch, read by every student."""
+    return lprobs.detach().exp()
 
 
-def distillation_loss(logits: torch.Tensor, teacher_lprobs: torch.Tensor, target: torch.Tensor,
+def distillation_loss(lprobs: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor,
                       padding_idx: int = 1) -> torch.Tensor:
-    """Cross entropy of the student against the teacher's distribution, summed over non-pad target tokens."""
-    lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
+    """Cross entropy of the student (its :func:`log_probs`) against the teacher's probabilities, summed over
+    non-pad target tokens."""
     keep = target.reshape(-1).ne(padding_idx)
-    per_token = -(teacher_lprobs.exp() * lprobs).sum(dim=-1)
+    per_token = -(teacher * lprobs).sum(dim=-1)
     return per_token.masked_fill(~keep, 0.0).sum()
