@@ -19,7 +19,7 @@ import torch
 
 from hat_cli import resolve
 from hat_cli.latency.dataset import sample_config
-from hat_cli.latency.measure import LatencyMeter
+from hat_cli.latency.meters import LatencyMeter
 
 SETTINGS = (("wall clock, 2 threads", 2, "wall"), ("wall clock, 1 thread", 1, "wall"), ("thread CPU time, 1 thread", 1, "cpu"))
 

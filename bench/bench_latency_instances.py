@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hat_cli import resolve
-    from hat_cli.latency.measure import LatencyMeter
+    from hat_cli.latency.meters import LatencyMeter
 
     task = resolve.task(args.task)
     space = resolve.latency_space(task)

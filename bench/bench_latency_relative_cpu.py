@@ -57,7 +57,7 @@ def main() -> None:
     args = parse()
     from hat_cli.latency import dataset as LD
     from hat_cli import resolve
-    from hat_cli.latency.measure import LatencyMeter
+    from hat_cli.latency.meters import LatencyMeter
     from hat_cli.latency.predictors.base import LatencyRows, metrics
     from hat_cli.latency.predictors.fitting import fit_predictor
 

@@ -15,7 +15,7 @@ from hat_cli.cli.app import app
 from hat_cli.core.errors import HatError
 from hat_cli.latency.backends import Backend, MeasurementProtocol, hookimpl, load_hardware
 from hat_cli.latency.dataset import config_columns, header_for, read_latency_csv
-from hat_cli.latency.measure import LatencyMeter
+from hat_cli.latency.meters import LatencyMeter
 from hat_cli.latency.predictors.base import PREDICTOR_KINDS, LatencyRows, Predictor, register_predictor_kind
 from hat_cli.latency.predictors.fitting import fit_and_evaluate, load_predictor
 from hat_cli.model.space import SearchSpace, SubTransformerConfig

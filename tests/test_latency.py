@@ -19,7 +19,7 @@ import pytest
 
 from hat_cli.core.errors import HatError
 from hat_cli.latency.backends import get_backend
-from hat_cli.latency.measure import LatencyMeter, trimmed_values
+from hat_cli.latency.meters import LatencyMeter, trimmed_values
 from hat_cli.latency.dataset import (
     HAT_COLUMNS,
     collect,

@@ -24,13 +24,6 @@ def positive(value: float, name: str) -> float:
     return value
 
 
-def non_negative(value: float, name: str) -> float:
-    value = finite(value, name)
-    if value < 0:
-        raise HatError(f"{name} must be 0 or more, got {value:g}.")
-    return value
-
-
 def at_least(value: Optional[int], minimum: int, name: str) -> Optional[int]:
     """An optional whole number of at least ``minimum`` (None passes: the default applies)."""
     if value is not None and value < minimum:

@@ -53,3 +53,10 @@ def describe_os_error(exc: OSError) -> str:
         return f"The path {path} is too long for the file system."
     reason = (exc.strerror or type(exc).__name__).rstrip(".")
     return f"{path}: {reason[0].lower() + reason[1:] if reason else 'operating-system error'}."
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message without its closing full stop (a library's multi-line error
+    quoted inside one of our sentences); the exception's type when it has no message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(exc).__name__

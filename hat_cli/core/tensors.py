@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from hat_cli.core.errors import HatError
+from hat_cli.core.errors import HatError, first_line
 from hat_cli.core.files import replacing
 
 _OS_ERROR = re.compile(r"os error (\d+)")
@@ -75,12 +75,8 @@ def _read(path: Path, framework: str, what: str, with_tensors: bool) -> tuple[di
         error = _os_error(exc, path)
         if error is not None:
             raise error from None
-        raise HatError(f"{label} is not a readable safetensors file ({_first_line(exc)}).") from None
+        raise HatError(f"{label} is not a readable safetensors file ({first_line(exc)}).") from None
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # numpy/torch refusing a header's dtype or shape
-        raise HatError(f"{label} is not a readable safetensors file ({_first_line(exc)}).") from None
+        raise HatError(f"{label} is not a readable safetensors file ({first_line(exc)}).") from None
     return tensors, metadata
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].rstrip(".") if lines else type(exc).__name__

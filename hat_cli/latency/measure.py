@@ -21,24 +21,14 @@ from __future__ import annotations
 import platform
 import random
 import time
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 from hat_cli.core.errors import HatError
-from hat_cli.latency.meters import (  # noqa: F401  (LatencyMeter, LatencyMeasurement, trimmed_values: re-exported for callers)
-    LatencyMeasurement,
-    LatencyMeter,
-    MeasurementProtocol,
-    Meter,
-    MeterOptions,
-    TimedShape,
-    Timings,
-    trimmed_values,
-)
-from hat_cli.model.space import SubTransformerConfig, SuperShape
+from hat_cli.latency.meters import MeasurementProtocol, Meter, MeterOptions, TimedShape, Timings, trimmed_values
+from hat_cli.model.space import SubTransformerConfig
 from hat_cli.model.transformer import DecoderCache, TransformerModel
-from hat_cli.tasks import Task
 
 MODES = ("inference", "published")
 
@@ -271,19 +261,3 @@ class _CudaTimer:
         self._torch.cuda.synchronize(self._device)
         return float(self._begin.elapsed_time(self._end))
 
-
-def measure_latency(
-    config: SubTransformerConfig,
-    backend: "Backend",
-    task: Task,
-    super_shape: SuperShape,
-    mode: Optional[str] = None,
-    options: Optional[MeterOptions] = None,
-) -> LatencyMeasurement:
-    """One-shot convenience: time ``config`` with ``backend``'s meter and protocol; ``super_shape`` is the
-    task's timed shape (``hat_cli.resolve.timed_shape``)."""
-    meter = LatencyMeter(backend, task, super_shape, mode=mode, options=options)
-    try:
-        return meter.measure(config)
-    finally:
-        meter.close()

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import torch
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text, file_mode
+from hat_cli.core.files import atomic_write_text
 from hat_cli.core.tensors import load_tensors, save_tensors
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -153,8 +153,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------ save / load
 def _write_json(path: Path, data: Any) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
-    with open(fd, "w", encoding="utf-8") as handle:
+    with open(path, "w", encoding="utf-8") as handle:  # created 0666 less the umask, like every file we write
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
-from hat_cli.core.errors import HatError
+from hat_cli.core.errors import HatError, first_line
 
 CHUNK = 1 << 20
 USER_AGENT = "hat-cli (https://github.com/mit-han-lab/hardware-aware-transformers re-implementation)"
@@ -177,21 +177,17 @@ def download_files(hub_file: Any, filenames: Iterable[str], progress: Any = None
                 huggingface_hub.hf_hub_download(hub_file.repo, filename, revision=hub_file.revision, **kwargs)
             )
         except missing as exc:
-            why = f"not cached, and {unreachable}" if unreachable else _first_line(exc)
+            why = f"not cached, and {unreachable}" if unreachable else first_line(exc)
             raise HubMissing(f"{hub_file.repo}@{hub_file.revision}/{filename}: {why}") from None
         except errors.HfHubHTTPError as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status == 404:
                 raise HubMissing(f"{hub_file.repo}@{hub_file.revision}/{filename}: not found") from None
-            raise HatError(f"The Hub refused {hub_file.repo}/{filename} (HTTP {status}): {_first_line(exc)}.") from None
+            raise HatError(f"The Hub refused {hub_file.repo}/{filename} (HTTP {status}): {first_line(exc)}.") from None
         except OSError as exc:  # e.g. a size mismatch of a truncated download
-            raise HatError(f"Downloading {hub_file.repo}/{filename} failed: {_first_line(exc)}.") from None
+            raise HatError(f"Downloading {hub_file.repo}/{filename} failed: {first_line(exc)}.") from None
     return paths
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------ plain downloads
@@ -266,7 +262,7 @@ def push_folder(directory: str | os.PathLike, repo_id: str, private: bool = Fals
             repo_type="model",
         )
     except (OSError, ValueError) as exc:  # HTTP errors, offline mode and connection errors all derive from these
-        raise HatError(f"Publishing to {repo_id} failed: {_first_line(exc)}.") from None
+        raise HatError(f"Publishing to {repo_id} failed: {first_line(exc)}.") from None
     commit = getattr(info, "oid", None)
     url = getattr(info, "commit_url", None) or str(info)
     return {"repo": repo_id, "commit": commit, "url": url}
