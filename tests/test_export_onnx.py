@@ -178,3 +178,24 @@ def test_an_architecture_exports_random_weights_with_dynamic_axes(tmp_path):
             logits = runtime.decode(torch.full((rows, t), 7), enc, cache=cache)
             assert logits.shape == (rows, 1, runtime.tgt_vocab_size) and np.isfinite(logits.numpy()).all()
         assert cache.layer(0)["self_k"].shape[2] == 3
+
+
+def test_the_onnxruntime_meter_times_the_protocol_on_exported_graphs():
+    """`--hw onnxruntime`: each placement a fresh pair of sessions over the export, every kept run positive and
+    finite, warm-up and trimming as the protocol says."""
+    import math
+
+    from hat_cli import resolve
+    from hat_cli.latency.meters import LatencyMeter
+
+    task = resolve.task("demo")
+    backend = resolve.backend("onnxruntime").with_protocol(warmup=1, repetitions=5, instances=2)
+    meter = LatencyMeter(backend, task, resolve.timed_shape(task))
+    try:
+        timings = meter.timings(SearchSpace.builtin(task.latency_space).smallest())
+    finally:
+        meter.close()
+    kept_per_placement = 5 - 0 - 1  # floor(0.1 * 5) fastest and max(1, floor(0.1 * 5)) slowest dropped
+    assert len(timings.encoder_ms) == len(timings.decoder_ms) == 2 * kept_per_placement
+    assert all(math.isfinite(v) and v > 0 for v in timings.encoder_ms + timings.decoder_ms)
+    assert meter.describe_device().startswith("cpu") and "onnxruntime" in meter.describe_device()

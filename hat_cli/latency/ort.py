@@ -25,7 +25,7 @@ import torch
 
 from hat_cli.core.errors import HatError
 from hat_cli.export.onnx import export_onnx
-from hat_cli.export.runtime import load_onnxruntime, make_session
+from hat_cli.export.runtime import OnnxTranslator, load_onnxruntime
 from hat_cli.latency.meters import MeasurementProtocol, Meter, MeterOptions, TimedShape, Timings, trimmed_values
 from hat_cli.model.space import SubTransformerConfig
 from hat_cli.model.transformer import TransformerModel
@@ -51,22 +51,22 @@ class OnnxRuntimeMeter(Meter):
         encoder_kept: list[float] = []
         decoder_kept: list[float] = []
         with tempfile.TemporaryDirectory(prefix="hat-ort-") as tmp:
-            doc = export_onnx(model, config, tmp)
+            export_onnx(model, config, tmp)
             del model
             for _ in range(protocol.instances):
-                encoder = make_session(f"{tmp}/encoder.onnx", self.threads)
-                decoder = make_session(f"{tmp}/decoder.onnx", self.threads)
-                enc_times, dec_times = _time_protocol(encoder, decoder, doc, shape.length, protocol)
+                graphs = OnnxTranslator(tmp, self.threads)  # a fresh pair of sessions: one placement
+                enc_times, dec_times = _time_protocol(graphs, shape.length, protocol)
                 encoder_kept += trimmed_values(enc_times, protocol.trim_fraction)
                 decoder_kept += trimmed_values(dec_times, protocol.trim_fraction)
-                del encoder, decoder
+                del graphs
         return Timings(tuple(encoder_kept), tuple(decoder_kept))
 
 
-def _time_protocol(encoder, decoder, doc: dict, length: int, p: MeasurementProtocol) -> tuple[list[float], list[float]]:
+def _time_protocol(graphs: OnnxTranslator, length: int, p: MeasurementProtocol) -> tuple[list[float], list[float]]:
     src = np.array([[p.eos] + [p.source_token] * (length - 1)], dtype=np.int64)
     prev = np.array([[p.source_token] * (length - 1) + [p.eos]] * p.beam, dtype=np.int64)
     feed_src = {"src_tokens": src}
+    encoder, decoder, names = graphs.encoder, graphs.decoder, graphs.decoder_inputs
     for _ in range(p.warmup):
         encoder.run(None, feed_src)
     encoder_times = []
@@ -76,12 +76,7 @@ def _time_protocol(encoder, decoder, doc: dict, length: int, p: MeasurementProto
         encoder_times.append((time.perf_counter() - started) * 1000.0)
     # What the beams attend to: the sentence's encoder outputs, one copy per hypothesis (untimed, as in PyTorch).
     beam_enc = [np.repeat(t, p.beam, axis=0) for t in enc]
-    names = doc["decoder"]["inputs"]
-    layers = doc["decoder_layers"]
-    empty = []
-    for layer in layers:
-        empty += [np.zeros((p.beam, layer["self_heads"], 0, layer["head_dim_self"]), dtype=np.float32)] * 2
-    n_fixed = 1 + len(beam_enc)  # tokens, src_keep, cross keys/values
+    empty = graphs.empty_past(p.beam)
 
     def decode_all() -> None:
         past = empty
@@ -89,7 +84,6 @@ def _time_protocol(encoder, decoder, doc: dict, length: int, p: MeasurementProto
             outputs = decoder.run(None, dict(zip(names, [prev[:, step : step + 1], *beam_enc, *past])))
             past = outputs[1:]
 
-    assert len(names) == n_fixed + len(empty)
     for _ in range(p.warmup):
         decode_all()
     decoder_times = []

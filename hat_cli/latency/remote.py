@@ -19,7 +19,7 @@ from hat_cli.latency.meters import MeasurementProtocol, Meter, MeterOptions, Tim
 from hat_cli.model.space import SubTransformerConfig
 
 REMOTE_ENV = "HAT_REMOTE"
-TOKEN_ENV = "HAT_LATENCY_TOKEN"
+TOKEN_ENV = "HAT_LATENCY_TOKEN"  # the shared secret, on the workstation and the device (server.py)
 TIMEOUT_ENV = "HAT_REMOTE_TIMEOUT"  # seconds one measurement may take on a slow device
 
 

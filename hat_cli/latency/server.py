@@ -29,10 +29,10 @@ from typing import Any, Callable, Optional
 from hat_cli import __version__
 from hat_cli.core.errors import HatError
 from hat_cli.latency.meters import MeasurementProtocol, Meter, MeterOptions, TimedShape
+from hat_cli.latency.remote import TOKEN_ENV
 from hat_cli.model.space import SearchSpace, SubTransformerConfig
 from hat_cli.tasks import find_task
 
-TOKEN_ENV = "HAT_LATENCY_TOKEN"
 MAX_BODY = 64 * 1024  # an architecture and a shape are well under 2 KiB
 LIMITS = {"repetitions": 10_000, "warmup": 1_000, "instances": 64, "beam": 64}
 MEASURING_BACKENDS_EXCLUDED = ("remote",)  # a server does not forward to another server
