@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--recorded", type=Path, help="an earlier call's work folder: its standalone runs are reused")
     parser.add_argument("--rerank-updates", type=int, default=None, help="default: hat search's (60%% of train-sub's updates)")
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
-                        help="the SuperTransformer our searches use (HAT's searches always use HAT's)")
+                        help="the SuperTransformer the searches use (both are trained; the rank-fidelity table scores both)")
     parser.add_argument("--distill", default="0.5")
     parser.add_argument("--dry-run", action="store_true", help="the demo task on the CPU with tiny settings")
     args = parser.parse_args()

@@ -1,8 +1,8 @@
-"""Tables and the front plot from a `bench/h200x2_multi30k.sh` run directory (the JSON of every hat command).
+"""Tables and the front plot from a `bench/bench_multi30k.sh front` run directory (the JSON of every hat command).
 
     python bench/multi30k_report.py RUN_DIR [--plain-run RUN2] [--out DIR]
 
-RUN2 is a `bench/h200x2_multi30k_plain.sh` run: its width-scaled plain Transformers join the front.
+RUN2 is a `bench/bench_multi30k.sh widths` run: its width-scaled plain Transformers join the front.
 
 Prints three Markdown tables (searches, the front, the issue-7 models) and writes multi30k_front.png.
 Missing pieces (a run cut short) show as "-".

@@ -1,10 +1,11 @@
 """Tables and plot of a bench/bench_search_front.py run.
 
-    python bench/search_front_report.py --work DIR [--png bench/multi30k_front.png]
+    python bench/search_front_report.py --work DIR [--png bench/multi30k_search_front.png]
 
 Prints markdown: the budgets; per budget, the searched winners (ours: margin + re-ranking; HAT's search as
-published) against every plain model whose fresh-process latency fits, BLEU and SacreBLEU per seed and their
-mean; whether each winner fits its budget when measured again; the rank-fidelity table.
+published, where the run has it: the fifth session's did, bench_search_front.py no longer runs it) against
+every plain model whose fresh-process latency fits, BLEU and SacreBLEU per seed and their mean; whether each
+winner fits its budget when measured again; the rank-fidelity table.
 """
 
 from __future__ import annotations
