@@ -43,6 +43,12 @@ def follow_umask(path: str | os.PathLike) -> None:
     os.chmod(path, file_mode())
 
 
+def naming(exc: OSError, path: str | os.PathLike) -> OSError:
+    """The same OS error, naming ``path``: the file the user knows, not the temporary sibling, lock or open
+    handle it happened on (a write to a handle names no file at all). Raise it ``from None``."""
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
 def target_of(temporary: str | os.PathLike) -> Path | None:
     """The file a temporary sibling stands for (None for other names)."""
     temporary = Path(temporary)
@@ -105,7 +111,7 @@ def temporary_sibling(path: str | os.PathLike) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from None  # name the target, not our temp name
+            raise naming(exc, path) from None  # name the target, not our temp name
         os.close(fd)
         return tmp
 
@@ -130,7 +136,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[
             os.replace(tmp, path)
         except OSError as exc:
             if exc.filename in (str(tmp), tmp) or exc.filename is None:
-                raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+                raise naming(exc, path) from None
             raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

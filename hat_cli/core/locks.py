@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import make_parent
+from hat_cli.core.files import make_parent, naming
 
 
 LOCK_NAME = ".hat.lock"
@@ -60,14 +60,14 @@ def _acquire(path: Path, target: Path, what: str, hint: str) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:  # a read-only or full disk: name what the user asked to write
-            raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+            raise naming(exc, target) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+                raise naming(exc, target) from None
             by = f" (pid {holder})" if holder.isdigit() else ""
             raise HatError(f"{target} is in use: another hat process{by} is writing {what} there; {hint}.") from None
         try:

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from hat_cli.core.files import temporary_sibling
+from hat_cli.core.files import naming, temporary_sibling
 from hat_cli.core.errors import HatError
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
@@ -71,7 +71,7 @@ class IndexedDatasetWriter:
         try:
             self._bin.write(array.tobytes(order="C"))
         except OSError as exc:  # a full disk: name the file being written, not the temporary one
-            raise type(exc)(exc.errno, exc.strerror, str(data_path(self.prefix))) from None
+            raise naming(exc, data_path(self.prefix)) from None
         self._sizes.append(int(array.size))
 
     def close(self) -> None:
@@ -94,14 +94,14 @@ class IndexedDatasetWriter:
                     handle.flush()
                     os.fsync(handle.fileno())
             except OSError as exc:
-                raise type(exc)(exc.errno, exc.strerror, str(index_path(self.prefix))) from None
+                raise naming(exc, index_path(self.prefix)) from None
             # .bin first: a reader checks for .idx, which only appears once .bin is complete.
             os.replace(self._tmp_bin, data_path(self.prefix))
             os.replace(tmp_idx, index_path(self.prefix))
         except OSError as exc:
             self.abort(tmp_idx)
             if exc.filename is None:
-                raise type(exc)(exc.errno, exc.strerror, str(data_path(self.prefix))) from None
+                raise naming(exc, data_path(self.prefix)) from None
             raise
         except BaseException:
             self.abort(tmp_idx)

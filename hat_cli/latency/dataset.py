@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text, make_parent
+from hat_cli.core.files import atomic_write_text, make_parent, naming
 from hat_cli.core.locks import exclusive
 from hat_cli.model.space import DECODER_LIST_FIELDS, ENCODER_LIST_FIELDS, FEATURE_NAMES, SearchSpace, SubTransformerConfig
 
@@ -219,7 +219,7 @@ class LatencyCsvWriter:
             self._handle.flush()
             os.fsync(self._handle.fileno())
         except OSError as exc:  # a full disk: name the CSV (a torn last line is cut on resume)
-            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
+            raise naming(exc, self.path) from None
 
     def close(self) -> None:
         try:

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import torch
 
 from hat_cli.core.errors import HatError
-from hat_cli.core.files import atomic_write_text
+from hat_cli.core.files import atomic_write_text, naming
 from hat_cli.core.tensors import load_tensors, save_tensors
 
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -199,7 +199,7 @@ def save_checkpoint(save_dir: str | Path, updates: int, model: torch.nn.Module, 
             os.replace(tmp, final)
     except OSError as exc:  # a full disk: name the checkpoint, not its temporary folder
         shutil.rmtree(tmp, ignore_errors=True)
-        raise type(exc)(exc.errno, exc.strerror, str(final)) from None
+        raise naming(exc, final) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -42,6 +42,7 @@ import torch
 
 from hat_cli.core.devices import resolve_device
 from hat_cli.core.errors import HatError
+from hat_cli.core.files import naming
 from hat_cli.core.locks import exclusive
 from hat_cli.core.paths import FINAL_MODEL_DIR
 from hat_cli.data.batching import Batch, collate, load_split, split_prefix, token_batches
@@ -618,7 +619,7 @@ def _append_log(save_dir: Path, report: Progress) -> None:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({**asdict(report), "time": time.time()}) + "\n")
     except OSError as exc:  # a full disk: name the log
-        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+        raise naming(exc, path) from None
 
 
 def _sync(device: torch.device) -> None:
