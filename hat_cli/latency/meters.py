@@ -209,15 +209,13 @@ class LatencyMeter:
         task: Task,
         super_shape: SuperShape,
         mode: Optional[str] = None,
-        device_index: int = 0,
-        seed: int = 0,
         options: Optional[MeterOptions] = None,
         overrides: Optional[dict[str, Any]] = None,
         space: str = "",
     ):
         options = options or MeterOptions()
-        options = replace(options, mode=mode or options.mode, device_index=device_index or options.device_index,
-                          seed=seed or options.seed)
+        if mode:  # a shorthand for options.mode
+            options = replace(options, mode=mode)
         self.backend = backend
         self.task = task
         self.super_shape = super_shape
