@@ -102,13 +102,15 @@ def fit_predictor(
     rows = LatencyRows.from_table(table)
     test_rows = LatencyRows.from_table(read_latency_csv(test)) if test else None
     norm = resolve.lat_norm(lat_norm, backend, dataset)
+    steps = kind.fit_steps
     with make_progress(transient=True) as progress:
-        bar = progress.add_task(f"fit {model}", total=kind.fit_steps, info="")
+        # The fit, then the cross-validation's folds: what the search's safety margin needs (search/budget.py)
+        # is the error on rows a fit did not see, over every row, and how much the device itself varied.
+        bar = progress.add_task(f"fit {model}", total=steps * (1 + fitting.CV_FOLDS), info="")
         report = fitting.fit_and_evaluate(rows, model, seed, norm, test_rows, progress=lambda done, total: progress.update(bar, completed=done))
-        progress.update(bar, completed=progress.tasks[0].total)
-    # What the search's safety margin needs (search/budget.py): the error on rows the fit did not see,
-    # over every row, and how much the device itself varied during the collection.
-    cv = fitting.cross_validated_error(rows, model, seed, norm)
+        progress.update(bar, description=f"cross-validate {model}", completed=steps)
+        cv = fitting.cross_validated_error(rows, model, seed, norm, progress=lambda fold, done, total: progress.update(
+            bar, completed=steps * (1 + fold) + done, info=f"fold {fold + 1}/{fitting.CV_FOLDS}"))
     report.predictor.training.update({"dataset": str(dataset), "test_dataset": str(test) if test else None, "holdout": report.holdout,
                                       "test": report.test, "cv": cv, "reference": table.reference_record()})
     report.predictor.save(out)
