@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_convert_fixtures import Malicious, write_original_checkpoint  # noqa: E402
+from test_convert_fixtures import Malicious, write_original_checkpoint, write_zoo_table  # noqa: E402
 
 from hat_cli.core import paths  # noqa: E402
 from hat_cli.core.errors import HatError  # noqa: E402
@@ -275,14 +275,7 @@ def test_cli_convert_takes_architecture_from_zoo_entry_named_like_the_file(tmp_p
 
     name = "HAT_small_xeon@1.0ms_bleu@1.0"
     arch = small_arch(arbitrary=(2, 1, -1))
-    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in arch.to_hat_keys().items())
-    shape = "\n".join(f"{k} = {v}" for k, v in SMALL_WMT.to_dict().items())
-    table = tmp_path / "zoo.toml"
-    table.write_text(
-        f'[models."{name}"]\nkind = "subtransformer"\ntask = "wmt14.en-de"\nshare_all_embeddings = true\n'
-        f'original_url = ""\n[models."{name}".arch]\n{keys}\n[models."{name}".super_shape]\n{shape}\n'
-        f'[models."{name}".hub]\nrepo = "hat-cli/x"\n'
-    )
+    table = write_zoo_table(tmp_path, name, arch, SMALL_WMT)
     monkeypatch.setenv(paths.ZOO_FILE_ENV, str(table))
     ckpt = write_original_checkpoint(tmp_path / f"{name}.pt", wmt_super, legacy=True, data="elsewhere")
     result = CliRunner().invoke(app, ["zoo", "convert", str(ckpt), "-o", str(tmp_path / "out"), "--json"])

@@ -147,3 +147,18 @@ class Malicious:
         import os
 
         return (os.system, (f"touch {self.marker}",))
+
+
+def write_zoo_table(tmp_path: Path, name: str, arch, shape, task: str = "wmt14.en-de", share: bool = True) -> Path:
+    """A one-entry model_zoo.toml (for HAT_ZOO_FILE) naming a SubTransformer ``arch`` inside ``shape``."""
+    import json
+
+    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in arch.to_hat_keys().items())
+    dims = "\n".join(f"{k} = {v}" for k, v in shape.to_dict().items())
+    table = tmp_path / "zoo.toml"
+    table.write_text(
+        f'[models."{name}"]\nkind = "subtransformer"\ntask = "{task}"\nshare_all_embeddings = {str(share).lower()}\n'
+        f'original_url = ""\n[models."{name}".arch]\n{keys}\n[models."{name}".super_shape]\n{dims}\n'
+        f'[models."{name}".hub]\nrepo = "hat-cli/x"\n'
+    )
+    return table

@@ -7,36 +7,17 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 
-from test_convert import SMALL_IWSLT, SMALL_WMT, fp16_rounded, small_arch  # noqa: E402
-from test_convert_fixtures import write_original_checkpoint  # noqa: E402
+from test_convert import SMALL_IWSLT, SMALL_WMT, fp16_rounded, small_arch, wmt_super  # noqa: E402,F401 (a fixture)
+from test_convert_fixtures import write_original_checkpoint, write_zoo_table  # noqa: E402
 
 from _hat import assert_refused, invoke  # noqa: E402
 from hat_cli.model.transformer import TransformerModel  # noqa: E402
 from hat_cli.model.space import SubTransformerConfig  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def wmt_super():
-    torch.manual_seed(0)
-    return fp16_rounded(TransformerModel.supertransformer(SMALL_WMT, 40, 40, True))
-
-
-def _zoo_table(tmp_path: Path, name: str, arch: SubTransformerConfig, shape=SMALL_WMT, task="wmt14.en-de", share=True) -> Path:
-    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in arch.to_hat_keys().items())
-    dims = "\n".join(f"{k} = {v}" for k, v in shape.to_dict().items())
-    table = tmp_path / "zoo.toml"
-    table.write_text(
-        f'[models."{name}"]\nkind = "subtransformer"\ntask = "{task}"\nshare_all_embeddings = {str(share).lower()}\n'
-        f'original_url = ""\n[models."{name}".arch]\n{keys}\n[models."{name}".super_shape]\n{dims}\n'
-        f'[models."{name}".hub]\nrepo = "hat-cli/x"\n'
-    )
-    return table
 
 
 def test_file_name_and_checkpoint_args_must_agree(tmp_path, wmt_super):
@@ -44,7 +25,7 @@ def test_file_name_and_checkpoint_args_must_agree(tmp_path, wmt_super):
     name = "HAT_small_xeon@74.5ms_bleu@1.0"
     named = small_arch(arbitrary=(2, 1, -1))
     trained = small_arch(arbitrary=(-1, -1, -1), ffn=32)
-    env = {"HAT_ZOO_FILE": str(_zoo_table(tmp_path, name, named))}
+    env = {"HAT_ZOO_FILE": str(write_zoo_table(tmp_path, name, named, SMALL_WMT))}
     ckpt = write_original_checkpoint(tmp_path / f"{name}.pt", wmt_super, legacy=True, sub_config=trained)
     result = invoke("zoo", "convert", ckpt, "-o", tmp_path / "out", cwd=tmp_path, env=env)
     assert_refused(result, name, "--arch")
