@@ -15,7 +15,8 @@ Everything goes through `hat` with the Multi30k task defaults, on one GPU:
    runs found there (an earlier call's sub-NAME-s1/{model/config.json,train_log.jsonl}, json/NAME-s1.1.json,
    json/profile-NAME.json) are taken as they are and not trained again: with a fixed seed they are the same;
 3. once the sandwich SuperTransformer is trained: `hat search` at each budget (`--margin auto --rerank 3
-   --rerank-jobs 3`: the best candidates of three cells trained side by side), while other jobs train; then,
+   --rerank-jobs 3`: the best candidates of three cells, or two and the largest plain Transformer that fits,
+   trained side by side; `--rerank-metric bleu` picks by validation BLEU), while other jobs train; then,
    with the GPU to itself, the same search again with `--verify`: its scores and re-ranking are reused from
    the folder, so it only measures, and a winner that measures over budget gives way to the next candidate;
    each verified winner trained with seeds 1 and 2 and tested; the best plain models' second seeds;
@@ -187,6 +188,10 @@ def main() -> None:
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
                         help="the SuperTransformer the searches use (both are trained; the rank-fidelity table scores both)")
     parser.add_argument("--distill", default="0.5")
+    parser.add_argument("--only-ours-supernet", action="store_true",
+                        help="train only the SuperTransformer the searches use (the rank-fidelity table then scores that one)")
+    parser.add_argument("--second-seeds", default="w256d1,w256d2,plain1,w384d2,w256d3,w384d1",
+                        help="plain models trained with seed 2 beside the winners (comma-separated; recorded ones are reused)")
     parser.add_argument("--dry-run", action="store_true", help="the demo task on the CPU with tiny settings")
     args = parser.parse_args()
 
@@ -257,9 +262,11 @@ def main() -> None:
             p.add(job)
 
     super_args = ["--task", task, "--data-dir", data, *(small if dry else ["--keep-last", "2"])]
-    p.add(Job("super-sandwich", [hat("train-super", *super_args, "--save-dir", str(work / "super-sandwich"),
-                                     "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 0))
-    p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 1))
+    if not args.only_ours_supernet or args.ours_supernet == "sandwich":
+        p.add(Job("super-sandwich", [hat("train-super", *super_args, "--save-dir", str(work / "super-sandwich"),
+                                         "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 0))
+    if not args.only_ours_supernet or args.ours_supernet == "hat":
+        p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 1))
     fixed = [f"w256d{d}" for d in (1, 2, 3)] + [f"w384d{d}" for d in (1, 2, 3)] + [f"plain{d}" for d in (1, 2, 3)] \
         + ["largest", "smallest", "random11", "random12", "random13"]
     for i, name in enumerate(fixed):
@@ -287,7 +294,7 @@ def main() -> None:
     # The best plain models at each budget (seed 1, recorded), second seeds: last, beside the winners (started
     # earlier, they would hold up the quiet verifications, which wait for an empty GPU).
     verified = {f"verify-ours-d{depth}" for depth in budgets}
-    for i, name in enumerate(["w256d1", "w256d2", "plain1", "w384d2", "w256d3", "w384d1"]):
+    for i, name in enumerate(n for n in args.second_seeds.split(",") if n):
         job = train_and_test(f"{name}-s2", str(work / "arch" / f"{name}.yml"), 2, 40 + i)
         if job is not None:  # whether the verifications succeeded or not
             job.ready = lambda: all(p.jobs[n].done for n in verified if n in p.jobs)

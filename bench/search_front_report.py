@@ -90,6 +90,7 @@ def main() -> None:
                 m = mean_bleu(found)
                 if m is not None and (best_plain is None or m > best_plain[1]):
                     best_plain = (name, m)
+        print_rerank(load(work / "json" / f"verify-ours-d{depth}.0.json") or load(work / "json" / f"search-ours-d{depth}.0.json"))
         if ours[0] is not None and best_plain is not None:
             verdicts.append((depth, ours[0] - best_plain[1], best_plain[0], ours[1]))
     if verdicts:
@@ -105,6 +106,23 @@ def main() -> None:
             print(f"- {label}: {tau:+.3f}")
     if args.png:
         plot(args.png, budgets, plain_rows, work)
+
+
+def print_rerank(search: dict) -> None:
+    """The second stage's candidates: what each scored inherited, after its short training, and which won."""
+    report = search.get("rerank") or {}
+    if not report.get("candidates"):
+        return
+    print(f"\nRe-ranked by validation {report['metric']} after {report['updates']} updates:\n")
+    print("| candidate (enc / dec width, dec layers; FFN enc / dec) | plain | predicted (ms) | inherited loss | loss after training | valid BLEU | chosen |")
+    print("|---|---|---|---|---|---|---|")
+    for i, c in enumerate(report["candidates"]):
+        a = c["arch"]
+        ffn = f"{sorted(set(a['encoder-ffn-embed-dim-all-subtransformer']))} / {sorted(set(a['decoder-ffn-embed-dim-all-subtransformer']))}"
+        print(f"| {a['encoder-embed-dim-subtransformer']} / {a['decoder-embed-dim-subtransformer']}, "
+              f"{a['decoder-layer-num-subtransformer']}; {ffn} | {'yes' if c.get('hand_scaled') else ''} | "
+              f"{c['predicted_latency_ms']:.3f} | {c['inherited_valid_loss']:.3f} | {c['rerank_valid_loss']:.3f} | "
+              f"{fmt(c.get('rerank_valid_bleu'))} | {'**yes**' if i == report['chosen'] else ''} |")
 
 
 def plot(png: Path, budgets, plain_rows, work: Path) -> None:

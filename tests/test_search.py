@@ -193,11 +193,47 @@ def test_too_rare_feasible_architectures_fail_with_a_sentence(space0):
         ({"parents": 0, "mutations": 75}, "--parents"),
         ({"mutation_prob": 1.5}, "--mutation-prob"),
         ({"iterations": 0}, "at least 1"),
+        ({"start": "largest"}, "--start"),
     ],
 )
 def test_bad_settings_are_rejected(space0, changes, message):
     with pytest.raises(HatError, match=message):
         evolutionary_search(space0, RecordingFitness(), predict, 300.0, EvolutionSettings(**{**EvolutionSettings().to_dict(), **changes}))
+
+
+def test_first_population_starts_with_every_hand_scaled_transformer_that_fits(space0):
+    settings = EvolutionSettings(population=100, parents=20, mutations=40, crossovers=40, iterations=1, seed=3)
+    budget = 300.0
+    fitting = {c for c in space0.hand_scaled() if synthetic_latency(c) <= budget}
+    assert 0 < len(fitting) < settings.population
+    seeded, random_start = RecordingFitness(), RecordingFitness()
+    evolutionary_search(space0, seeded, predict, budget, settings)
+    evolutionary_search(space0, random_start, predict, budget, EvolutionSettings(**{**settings.to_dict(), "start": "random"}))
+    assert fitting <= set(seeded.calls[0])
+    assert all(synthetic_latency(c) <= budget for c in seeded.calls[0])
+    assert sum(c.is_hand_scaled() for c in random_start.calls[0]) < len(fitting)  # HAT's start: random draws only
+
+
+def test_hand_scaled_family_holds_the_plain_models_the_benchmarks_train():
+    space = SearchSpace.builtin("multi30k")
+    family = space.hand_scaled()
+    assert len(family) == len(set(family)) == 3 * 6 * 3 * 2  # widths x decoder depths x FFN sizes x head counts
+    for width, ffn, heads, depth in ((256, 1024, 4, 2), (384, 2048, 8, 1), (512, 2048, 8, 3)):
+        plain = SubTransformerConfig.from_mapping({
+            "encoder-embed-dim-subtransformer": width, "decoder-embed-dim-subtransformer": width,
+            "encoder-layer-num-subtransformer": 6, "decoder-layer-num-subtransformer": depth,
+            "encoder-ffn-embed-dim-all-subtransformer": [ffn] * 6, "decoder-ffn-embed-dim-all-subtransformer": [ffn] * depth,
+            "encoder-self-attention-heads-all-subtransformer": [heads] * 6,
+            "decoder-self-attention-heads-all-subtransformer": [heads] * depth,
+            "decoder-ende-attention-heads-all-subtransformer": [heads] * depth,
+            "decoder-arbitrary-ende-attn-all-subtransformer": [-1] * depth,
+        })
+        assert plain in family and plain.is_hand_scaled()
+    assert all(c.validate(space).is_hand_scaled() for c in family)
+    assert not space.largest().is_hand_scaled()  # it attends to the last two encoder layers
+    assert space.largest(arbitrary=-1).is_hand_scaled()
+    rng = random.Random(0)
+    assert sum(space.sample(rng).is_hand_scaled() for _ in range(500)) < 5  # a rare accident in a random draw
 
 
 def test_demo_space_search(space0):

@@ -205,6 +205,23 @@ def test_candidates_are_the_best_of_each_coarse_cell():
     assert RerankSettings(4).updates_for("multi30k.de-en") == 1800  # 60% of the task's 3000
 
 
+def test_one_candidate_place_is_kept_for_the_largest_plain_transformer_that_fits():
+    space = SearchSpace.builtin("multi30k")
+    rng = random.Random(5)
+    searched = [c for c in {space.sample(rng) for _ in range(80)} if not c.is_hand_scaled()]
+    plain = space.hand_scaled()
+    latency = {c: 1.0 + c.decoder_layer_num + c.decoder_embed_dim / 512 for c in searched + plain}
+    explored = {c: (4.0 + i / 100, latency[c]) for i, c in enumerate(searched)}  # the searched ones score better
+    explored.update({c: (5.0, latency[c]) for c in plain})
+    budget = 3.8
+    picked = pick_candidates(explored, budget, count=3)
+    fitting_plain = [c for c in plain if latency[c] <= budget]
+    assert len(picked) == 3 and picked[-1].is_hand_scaled() and not any(c.is_hand_scaled() for c in picked[:-1])
+    assert latency[picked[-1]] == max(latency[c] for c in fitting_plain)
+    assert picked[:-1] == pick_candidates({c: explored[c] for c in searched}, budget, count=2)
+    assert not any(c.is_hand_scaled() for c in pick_candidates(explored, budget, count=1))  # one place: the best only
+
+
 def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):
     args = small_search(demo_run, "--rerank", "3", "--rerank-updates", "4", "--out", str(tmp_path / "r"))
     first = hat(*args)

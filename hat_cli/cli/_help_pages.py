@@ -205,9 +205,10 @@ PAGES = {
         '  latency fits the budget.\n'
         '\n'
         "  HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50\n"
-        '  crossovers, 30 iterations), seeded. Each architecture is scored once: HAT\n'
-        '  re-scores the parents every iteration, but the score is deterministic, so\n'
-        '  the cache changes only the time.\n'
+        '  crossovers, 30 iterations), seeded; its first population starts with the\n'
+        "  plain Transformers that fit (--start random: HAT's). Each architecture is\n"
+        '  scored once: HAT re-scores the parents every iteration, but the score is\n'
+        '  deterministic, so the cache changes only the time.\n'
         '\n'
         '  It searches under the budget less a safety margin (--margin), so that the\n'
         '  winner still fits when measured again; --rerank adds a second stage that\n'
@@ -243,6 +244,9 @@ PAGES = {
         '  --iterations <int>       Generations scored.  [default: 30]\n'
         '  --max-redraws <int>      Rejection sampling gives up after this many draws\n'
         '                           per architecture.  [default: 1000]\n'
+        "  --start <str>            The first population: hand-scaled (the space's\n"
+        '                           plain Transformers that fit the budget, the rest\n'
+        "                           random) or random (HAT's).  [default: hand-scaled]\n"
         '  --valid-subset <int>     Score on the first N validation sentences only\n'
         '                           (quick searches).\n'
         '  --max-tokens <int>       Tokens per validation batch (default 16384 on GPU,\n'
@@ -270,8 +274,10 @@ PAGES = {
         '  --rerank <int>           Second stage: train the best candidate of up to N\n'
         '                           coarse cells (encoder width, decoder width, decoder\n'
         '                           depth) from scratch for --rerank-updates updates\n'
-        '                           and keep the one with the lowest validation loss\n'
-        "                           (0: off, HAT's search).  [default: 0]\n"
+        '                           and keep the best by --rerank-metric; with N >= 2\n'
+        '                           one place goes to the largest plain Transformer\n'
+        "                           that fits, if no candidate is plain (0: off, HAT's\n"
+        '                           search).  [default: 0]\n'
         '  --rerank-updates <int>   Training updates per re-ranked candidate (default:\n'
         "                           60% of the task's train-sub updates, where the\n"
         "                           validation loss ranks like the finished models';\n"

@@ -230,6 +230,29 @@ class SearchSpace:
             decoder_arbitrary_ende_attn=(arbitrary,) * dec_layers,
         )
 
+    def hand_scaled(self) -> list["SubTransformerConfig"]:
+        """The plain Transformers of the space, what a person scaling one down by hand would try: one width
+        for encoder and decoder, the same FFN size and head count in every layer and attention, standard
+        encoder-decoder attention (the last encoder layer). Largest first."""
+        c = self.choices
+        widths = sorted(set(c["encoder_embed_dim"]) & set(c["decoder_embed_dim"]), reverse=True)
+        ffns = sorted(set(c["encoder_ffn_embed_dim"]) & set(c["decoder_ffn_embed_dim"]), reverse=True)
+        heads = sorted(set(c["encoder_self_attention_heads"]) & set(c["decoder_self_attention_heads"])
+                       & set(c["decoder_ende_attention_heads"]), reverse=True)
+        if -1 not in c["decoder_arbitrary_ende_attn"]:
+            return []  # no architecture of the space attends the way a plain Transformer does
+        standard = -1
+        return [
+            SubTransformerConfig(
+                encoder_embed_dim=width, decoder_embed_dim=width, encoder_layer_num=le, decoder_layer_num=ld,
+                encoder_ffn_embed_dim=(ffn,) * le, encoder_self_attention_heads=(head,) * le,
+                decoder_ffn_embed_dim=(ffn,) * ld, decoder_self_attention_heads=(head,) * ld,
+                decoder_ende_attention_heads=(head,) * ld, decoder_arbitrary_ende_attn=(standard,) * ld,
+            )
+            for width in widths for le in sorted(c["encoder_layer_num"], reverse=True)
+            for ld in sorted(c["decoder_layer_num"], reverse=True) for ffn in ffns for head in heads
+        ]
+
     def sample(self, rng: random.Random) -> "SubTransformerConfig":
         """Draw one architecture uniformly, in the exact call order of HAT's sampler (docs/METHOD.md §1.5).
 
@@ -404,6 +427,14 @@ class SubTransformerConfig:
             and max(self.decoder_ffn_embed_dim) <= shape.decoder_ffn_embed_dim
             and all(shape.qkv_dim % h == 0 for h in self.encoder_self_attention_heads + self.decoder_self_attention_heads + self.decoder_ende_attention_heads)
         )
+
+    def is_hand_scaled(self) -> bool:
+        """A plain Transformer: one width, one FFN size and one head count throughout, standard encoder-decoder
+        attention (see SearchSpace.hand_scaled)."""
+        heads = self.encoder_self_attention_heads + self.decoder_self_attention_heads + self.decoder_ende_attention_heads
+        return (self.encoder_embed_dim == self.decoder_embed_dim
+                and len(set(self.encoder_ffn_embed_dim + self.decoder_ffn_embed_dim)) == 1
+                and len(set(heads)) == 1 and set(self.decoder_arbitrary_ende_attn) == {-1})
 
     # ----------------------------------------------------------------------------------- features
     def features(self) -> list[float]:

@@ -7,6 +7,9 @@ gene from one of two distinct parents with probability 0.5), redrawing any child
 The answer is the best of the last scored population; the last iteration's children are never scored.
 
 Where we differ from the original, on purpose:
+- the first population starts with the space's hand-scaled (plain) Transformers that meet the budget, the
+  rest drawn at random (``start="hand-scaled"``): the search then starts from what a person would try, and
+  its answer is compared with those from the first generation on; ``start="random"`` is HAT's all-random start;
 - one seeded ``random.Random`` drives every draw, so a search is reproducible (HAT is unseeded);
 - scores are cached per *architecture* (genes that differ only in unused layers are one architecture):
   the original re-scores the 25 parents every iteration and scores duplicates again; we score each
@@ -31,6 +34,7 @@ from hat_cli.search.algorithm import (
 )
 
 Gene = tuple[int, ...]
+STARTS = ("hand-scaled", "random")
 
 
 class Genome:
@@ -124,6 +128,7 @@ class EvolutionSettings:
     seed: int = 1
     # Rejection sampling gives up after this many draws per wanted architecture (HAT loops forever).
     max_redraws: int = 1000
+    start: str = "hand-scaled"  # the first population: "hand-scaled" (plain Transformers first) or "random" (HAT's)
 
     def check(self) -> None:
         if self.population < 1 or self.iterations < 1:
@@ -143,6 +148,8 @@ class EvolutionSettings:
             raise HatError(f"--mutation-prob must be between 0 and 1, got {self.mutation_prob}.")
         if self.max_redraws < 1:
             raise HatError("--max-redraws must be at least 1.")
+        if self.start not in STARTS:
+            raise HatError(f"--start must be one of {', '.join(STARTS)}, got '{self.start}'.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -250,7 +257,8 @@ def evolutionary_search(
     rng = random.Random(settings.seed)
     sampler = _FeasibleSampler(genome, predict, budget_ms, settings.max_redraws)
 
-    initial = sampler.draw(lambda: genome.random(rng), settings.population)
+    initial = _hand_scaled_within(genome, predict, budget_ms)[: settings.population] if settings.start == "hand-scaled" else []
+    initial += sampler.draw(lambda: genome.random(rng), settings.population - len(initial))
     if len(initial) < settings.population:
         rate = len(initial) / max(sampler.draws, 1)
         raise HatError(
@@ -321,6 +329,14 @@ def evolutionary_search(
         computed=computed_total,
         settings=settings,
     )
+
+
+def _hand_scaled_within(genome: Genome, predict: PredictFn, budget_ms: float) -> list[tuple[Gene, float]]:
+    """The space's plain Transformers whose predicted latency meets the budget, largest first."""
+    genes = [genome.from_config(config) for config in genome.space.hand_scaled()]
+    if not genes:
+        return []
+    return [(gene, latency) for gene, latency in zip(genes, _predict(predict, genome, genes)) if latency <= budget_ms]
 
 
 def _mutate_one(genome: Genome, parents: list[Gene], rng: random.Random, prob: float) -> Gene:

@@ -293,7 +293,8 @@ def _rerank(request: SearchRequest, result, search_budget: float, out: Path, see
     best = order[0]
     return {
         "candidates": [{"arch": c.to_hat_keys(), "inherited_valid_loss": result.explored[c][0],
-                        "predicted_latency_ms": result.explored[c][1], "rerank_valid_loss": r["valid_loss"],
+                        "predicted_latency_ms": result.explored[c][1], "hand_scaled": c.is_hand_scaled(),
+                        "rerank_valid_loss": r["valid_loss"],
                         **({"rerank_valid_bleu": r["valid_bleu"]} if "valid_bleu" in r else {})}
                        for c, r in zip(candidates, records)],
         "metric": settings.metric,

@@ -33,6 +33,8 @@ def kill_rounds(args, cwd: Path, rounds: int, low: float, high: float, label: st
         killed = kill_after(start_hat(*args, cwd=cwd, env=ENV), moment)
         moments.append(round(moment, 2) if killed else -1.0)
     print(f"{label}: killed after {moments} s (-1: finished first); HAT_FAULT_SEED={SEED}")
+    # A scenario in which every run finished before its kill would test nothing: its window is too late.
+    assert any(moment >= 0 for moment in moments), f"{label}: no run was killed; move the window [{low}, {high}) s earlier"
     return moments
 
 

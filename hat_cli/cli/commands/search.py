@@ -25,6 +25,10 @@ def search(
     crossovers: int = typer.Option(50, "--crossovers", help="Crossovers bred each iteration."),
     iterations: int = typer.Option(30, "--iterations", help="Generations scored."),
     max_redraws: int = typer.Option(1000, "--max-redraws", help="Rejection sampling gives up after this many draws per architecture."),
+    start: str = typer.Option(
+        "hand-scaled", "--start",
+        help="The first population: hand-scaled (the space's plain Transformers that fit the budget, the rest random) "
+        "or random (HAT's)."),
     valid_subset: Optional[int] = typer.Option(None, "--valid-subset", help="Score on the first N validation sentences only (quick searches)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per validation batch (default 16384 on GPU, 4096 on CPU)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="bf16 (GPU default) or fp32 (exact; CPU default)."),
@@ -44,7 +48,8 @@ def search(
     rerank: int = typer.Option(
         0, "--rerank",
         help="Second stage: train the best candidate of up to N coarse cells (encoder width, decoder width, "
-        "decoder depth) from scratch for --rerank-updates updates and keep the one with the lowest validation loss (0: off, HAT's search)."),
+        "decoder depth) from scratch for --rerank-updates updates and keep the best by --rerank-metric; with N >= 2 one "
+        "place goes to the largest plain Transformer that fits, if no candidate is plain (0: off, HAT's search)."),
     rerank_updates: Optional[int] = typer.Option(
         None, "--rerank-updates",
         help="Training updates per re-ranked candidate (default: 60% of the task's train-sub updates, where the "
@@ -64,7 +69,7 @@ def search(
 ) -> None:
     """Find the SubTransformer with the lowest validation loss whose predicted latency fits the budget.
 
-    HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50 crossovers, 30 iterations), seeded. Each architecture is scored once: HAT re-scores the parents every iteration, but the score is deterministic, so the cache changes only the time.
+    HAT's evolutionary search (population 125, 25 parents, 50 mutations, 50 crossovers, 30 iterations), seeded; its first population starts with the plain Transformers that fit (--start random: HAT's). Each architecture is scored once: HAT re-scores the parents every iteration, but the score is deterministic, so the cache changes only the time.
 
     It searches under the budget less a safety margin (--margin), so that the winner still fits when measured again; --rerank adds a second stage that trains the best candidates briefly from scratch.
 
@@ -79,7 +84,7 @@ def search(
 
     algorithm = EvolutionarySearch(EvolutionSettings(
         population=population, parents=parents, mutations=mutations, mutation_prob=mutation_prob,
-        crossovers=crossovers, iterations=iterations, seed=seed, max_redraws=max_redraws,
+        crossovers=crossovers, iterations=iterations, seed=seed, max_redraws=max_redraws, start=start,
     ))  # first: its settings are checked before anything is resolved
     request = resolve.search_request(
         task, hw, parse_latency(latency), seed=algorithm.seed, supernet_word=supernet, data_dir_word=data_dir,
