@@ -238,8 +238,14 @@ def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):
 
 def test_candidates_trained_side_by_side_score_as_one_by_one(demo_run, tmp_path):
     args = small_search(demo_run, "--rerank", "3", "--rerank-updates", "4")
-    alone = hat(*args, "--out", str(tmp_path / "one"))["rerank"]
-    side_by_side = hat(*args, "--rerank-jobs", "3", "--out", str(tmp_path / "three"))["rerank"]
+    threads = torch.get_num_threads()
+    # Not the default count (a meter in this process may have set it): the workers must follow this process.
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        alone = hat(*args, "--out", str(tmp_path / "one"))["rerank"]
+        side_by_side = hat(*args, "--rerank-jobs", "3", "--out", str(tmp_path / "three"))["rerank"]
+    finally:
+        torch.set_num_threads(threads)
     assert len(alone["candidates"]) >= 2  # else nothing ran side by side
     assert [c["arch"] for c in side_by_side["candidates"]] == [c["arch"] for c in alone["candidates"]]
     assert [c["rerank_valid_loss"] for c in side_by_side["candidates"]] == [c["rerank_valid_loss"] for c in alone["candidates"]]

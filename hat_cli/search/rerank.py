@@ -163,12 +163,23 @@ def rerank(
             finished(i, _train_one(run, settings.metric))
     else:
         # spawn, not fork: a forked child would inherit this process's CUDA state, which CUDA does not allow.
-        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(todo)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        # The workers use this process's CPU thread count: a different one sums in another order on a CPU,
+        # and the candidates' numbers would then depend on --rerank-jobs.
+        import torch  # lazily, as TrainRun above
+
+        with ProcessPoolExecutor(max_workers=min(settings.jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_use_threads, initargs=(torch.get_num_threads(),)) as pool:
             futures = {pool.submit(_train_one, run, settings.metric): i for i, run in todo}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
     return [by_index[i] for i in range(len(candidates))]
+
+
+def _use_threads(count: int) -> None:
+    """A worker's start: the parent's CPU thread count."""
+    import torch  # lazily, as in rerank()
+
+    torch.set_num_threads(count)
 
 
 def _train_one(run, metric: str = "loss") -> dict[str, Any]:
