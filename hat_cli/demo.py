@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -79,30 +78,25 @@ def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
     return json.loads(done.stdout), seconds, shown
 
 
-def _measured_totals(path: Path) -> tuple[list[float], list[float]]:
-    """Total latencies of the sampled architectures and of the drift reference re-measurements."""
-    table = read_latency_csv(path)
-
-    def total(row: dict[str, str]) -> float:
-        return float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
-
-    return [total(r) for r in table.samples()], [total(r) for r in table.references()]
+def _sample_totals(path: Path) -> list[float]:
+    """Total latencies of the sampled architectures (not the drift reference's re-measurements)."""
+    return [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in read_latency_csv(path).samples()]
 
 
 def measurement_noise(latency_csv: Path, limit: float) -> float:
     """The spread (std / mean) of the reference architecture's re-measurements in ``latency_csv``. Over
     ``limit`` the CSV is moved aside (to ``*.busy.csv``, so a re-run measures afresh) and the demo stops with
     one sentence, rather than searching under a budget taken from meaningless numbers."""
-    _, references = _measured_totals(latency_csv)
-    if len(references) < 2:
+    reference = read_latency_csv(latency_csv).reference_record()  # the spread the search's margin uses too
+    if reference is None:
         return 0.1
-    noise = statistics.pstdev(references) / statistics.mean(references)
+    noise = reference["spread"]
     if noise > limit:
         busy = latency_csv.with_suffix(".busy.csv")
         latency_csv.replace(busy)
         raise HatError(
-            f"The CPU was too busy to measure latency: one architecture measured {min(references):.1f} to "
-            f"{max(references):.1f} ms (spread {noise:.0%}); run `hat demo` again on a quieter machine, it measures "
+            f"The CPU was too busy to measure latency: one architecture measured {reference['min_ms']:.1f} to "
+            f"{reference['max_ms']:.1f} ms (spread {noise:.0%}); run `hat demo` again on a quieter machine, it measures "
             f"afresh (the samples were moved to {busy.name})."
         )
     return noise
@@ -149,8 +143,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
     predictor = work / f"{hw}.predictor"
     step("fit latency predictor", ["fit-predictor", "--dataset", str(latency_csv), "--out", str(predictor), "--seed", seed])
 
-    samples, _ = _measured_totals(latency_csv)
-    samples.sort()
+    samples = sorted(_sample_totals(latency_csv))
     budget = feasible_budget(samples[int(settings.budget_quantile * (len(samples) - 1))], predictor, settings.seed)
 
     population = settings.population

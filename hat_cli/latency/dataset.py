@@ -142,7 +142,8 @@ class LatencyTable:
             return None
         config = config_from_row(rows[0])
         return {"median_ms": statistics.median(totals), "spread": statistics.pstdev(totals) / statistics.fmean(totals),
-                "count": len(totals), "arch": config.to_dict() if config is not None else None}
+                "min_ms": min(totals), "max_ms": max(totals), "count": len(totals),
+                "arch": config.to_dict() if config is not None else None}
 
 
 def read_latency_csv(path: str | Path) -> LatencyTable:

@@ -263,20 +263,15 @@ def latest_checkpoint(save_dir: str | Path) -> Path | None:
 
 
 def prune_checkpoints(save_dir: str | Path, keep_last: int, newest: int | None = None) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (and leftovers of interrupted writes).
+    """Delete all but the newest ``keep_last`` checkpoints. (Leftovers of interrupted writes are
+    :func:`sweep_partial`'s: it runs once when training starts, under the save dir's lock.)
 
     With ``newest`` (the update just saved), checkpoints of later updates are left alone and do not count:
     they are not this run's, and deleting them, or the new one in their favour, would lose work."""
-    save_dir = Path(save_dir)
     found = [p for p in list_checkpoints(save_dir) if newest is None or checkpoint_updates(p) <= newest]
     removed = found[: max(0, len(found) - keep_last)]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
-    for child in save_dir.iterdir():
-        if child.name.startswith(".checkpoint_") and (".tmp-" in child.name or ".old-" in child.name):
-            pid = child.name.rsplit("-", 1)[-1]
-            if pid != str(os.getpid()):
-                shutil.rmtree(child, ignore_errors=True)
     return removed
 
 
