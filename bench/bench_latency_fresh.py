@@ -52,11 +52,11 @@ def run(args) -> dict:
     from hat_cli.latency.predictors.fitting import fit_predictor, plot_predictions, repeat_spread
 
     backend = resolve.backend(args.hw)
-    backend = backend.with_protocol(repetitions=args.repetitions, warmup=args.warmup, instances=args.instances)
-    protocol = backend.protocol
     task = resolve.task(args.task)
     space = resolve.latency_space(task)
-    meter = LatencyMeter(backend, task, space.shape, options=MeterOptions(threads=args.threads))
+    meter = LatencyMeter(backend, task, space.shape, options=MeterOptions(threads=args.threads),
+                         overrides={"repetitions": args.repetitions, "warmup": args.warmup, "instances": args.instances})
+    protocol = meter.protocol
     args.out.mkdir(parents=True, exist_ok=True)
     meta = meter.csv_metadata()
     print(f"{meta['device']} | task {task.name} | {protocol.repetitions} timed runs x {protocol.instances} placements, {protocol.warmup} warm-up | torch {torch.__version__}", flush=True)

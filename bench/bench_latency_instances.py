@@ -57,8 +57,8 @@ def main() -> None:
 
     task = resolve.task(args.task)
     space = resolve.latency_space(task)
-    backend = resolve.backend(args.hw).with_protocol(instances=args.instances, repetitions=args.repetitions)
-    meter = LatencyMeter(backend, task, space.shape)
+    meter = LatencyMeter(resolve.backend(args.hw), task, space.shape,
+                         overrides={"instances": args.instances, "repetitions": args.repetitions})
     configs = architectures(space, args.archs, args.seed)
     order = list(range(len(configs)))
     random.Random(args.seed).shuffle(order)

@@ -189,8 +189,8 @@ def test_the_onnxruntime_meter_times_the_protocol_on_exported_graphs():
     from hat_cli.latency.meters import LatencyMeter
 
     task = resolve.task("demo")
-    backend = resolve.backend("onnxruntime").with_protocol(warmup=1, repetitions=5, instances=2)
-    meter = LatencyMeter(backend, task, resolve.timed_shape(task))
+    meter = LatencyMeter(resolve.backend("onnxruntime"), task, resolve.timed_shape(task),
+                         overrides={"warmup": 1, "repetitions": 5, "instances": 2})
     try:
         timings = meter.timings(SearchSpace.builtin(task.latency_space).smallest())
     finally:

@@ -89,7 +89,7 @@ def test_instances_time_the_same_weights_at_new_addresses(demo):
     import torch
 
     task, space, meter = demo
-    several = LatencyMeter(meter.backend.with_protocol(instances=3), task, space.shape)
+    several = LatencyMeter(meter.backend, task, space.shape, overrides={"instances": 3})
     config = space.largest()
     model = several.build(config)
     values = {name: t.detach().clone() for name, t in model.named_parameters()}
@@ -184,10 +184,11 @@ def test_resume_refuses_a_file_from_other_settings(tmp_path, demo):
 
 
 def test_a_protocol_that_cannot_measure_is_refused_by_name(demo):
+    task, space, _ = demo
     backend = get_backend("cpu")
     for change in ({"instances": 0}, {"repetitions": 0}, {"warmup": -1}):
         with pytest.raises(HatError, match="repetitions >= 1, instances >= 1 and warmup >= 0"):
-            backend.with_protocol(**change)
+            LatencyMeter(backend, task, space.shape, overrides=change)
 
 
 @pytest.mark.slow

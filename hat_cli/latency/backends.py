@@ -122,11 +122,6 @@ class Backend:
             raise HatError(f"Hardware '{self.name}' ({self.source}) returned a {type(meter).__name__}, not a Meter.")
         return meter
 
-    def with_protocol(self, **changes: Any) -> "Backend":
-        """This backend with some protocol settings replaced (None leaves a setting as it is)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, protocol=dataclasses.replace(self.protocol, **changes)) if changes else self
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

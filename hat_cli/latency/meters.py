@@ -57,7 +57,7 @@ class MeasurementProtocol:
     instances: int = 1
 
     def __post_init__(self) -> None:
-        # Checked here, not only by the CLI: a plugin's protocol or with_protocol() reaches the meter too.
+        # Checked here, not only by the CLI: a plugin's protocol or LatencyMeter's overrides reach the meter too.
         if self.repetitions < 1 or self.instances < 1 or self.warmup < 0:
             raise HatError(f"A measurement protocol needs repetitions >= 1, instances >= 1 and warmup >= 0; got "
                            f"{self.repetitions}, {self.instances} and {self.warmup}.")
