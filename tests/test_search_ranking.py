@@ -171,7 +171,7 @@ def test_a_winner_that_measures_over_budget_gives_way_to_the_next(demo_run, tmp_
 
     measured = []
 
-    def fake_verify(backend, task, shape, config, predicted, budget, log, *rest):
+    def fake_verify(meter, config, predicted, budget, log, *rest):
         measured.append(config)
         fits = len(measured) == 2  # the best candidate misses, the second fits
         return {"measured_latency_ms": budget * (0.9 if fits else 1.1), "within_budget": fits, "noise_band": 0.01,

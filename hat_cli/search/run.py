@@ -342,37 +342,41 @@ def _verified_winner(request: SearchRequest, task: Task, ranked: list[SubTransfo
 
     The predictor's error is not the same everywhere: a candidate at the edge of what it saw may measure a few
     percent over its prediction. Measuring, not predicting, decides what is delivered."""
+    backend = request.verify
+    warning = backend.foreign_device_warning()
+    if warning:
+        log(f"warning: {warning}")
     rejected: list[dict] = []
     first = None
-    for config in ranked[:VERIFY_CANDIDATES]:
-        loss, predicted = explored[config]
-        report = verify_latency(request.verify, task, request.timed_shape, config, predicted, request.budget_ms, log,
-                                request.predictor, request.verify_rounds, request.meter_options)
-        first = first or (config, report)
-        if report["within_budget"]:
-            if rejected:
-                log(f"the candidate ranked {len(rejected) + 1} measures within the budget and is the winner.")
-            return config, {**report, "rejected": rejected}
-        rejected.append({"arch": config.to_hat_keys(), "valid_loss": loss, "measured_latency_ms": report["measured_latency_ms"],
-                         "predicted_latency_ms": predicted})
+    # One meter for every candidate (a remote device's connection, a GPU's warm state); each measurement still
+    # builds a fresh model instance.
+    meter = LatencyMeter(backend, task, request.timed_shape, options=request.meter_options)
+    try:
+        for config in ranked[:VERIFY_CANDIDATES]:
+            loss, predicted = explored[config]
+            report = verify_latency(meter, config, predicted, request.budget_ms, log, request.predictor, request.verify_rounds)
+            first = first or (config, report)
+            if report["within_budget"]:
+                if rejected:
+                    log(f"the candidate ranked {len(rejected) + 1} measures within the budget and is the winner.")
+                return config, {**report, "rejected": rejected}
+            rejected.append({"arch": config.to_hat_keys(), "valid_loss": loss, "measured_latency_ms": report["measured_latency_ms"],
+                             "predicted_latency_ms": predicted})
+    finally:
+        meter.close()
     config, report = first
     log(f"warning: none of the {len(rejected)} best candidates measures within the budget; the best one is kept.")
     return config, {**report, "rejected": rejected}
 
 
-def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config: SubTransformerConfig,
-                   predicted_ms: float, budget_ms: float, log, predictor: Any = None, rounds: int = 5,
-                   meter_options: Any = None) -> dict:
-    """Measure the winner as a later, independent measurement would (budget.py), with the backend's meter:
+def verify_latency(meter: LatencyMeter, config: SubTransformerConfig, predicted_ms: float, budget_ms: float, log,
+                   predictor: Any = None, rounds: int = 5) -> dict:
+    """Measure the winner as a later, independent measurement would (budget.py), with ``meter`` (the backend's):
     fresh model instances, each round right after the latency collection's reference architecture, whose
-    latency then is known. ``meter_options``: e.g. the URL of a remote device."""
-    hw = backend.name
-    warning = backend.foreign_device_warning()
-    if warning:
-        log(f"warning: {warning}")
+    latency then is known."""
+    backend = meter.backend
     reference_record = (getattr(predictor, "training", None) or {}).get("reference") or {}
     reference = SubTransformerConfig.from_dict(reference_record["arch"]) if reference_record.get("arch") else None
-    meter = LatencyMeter(backend, task, timed_shape, options=meter_options)
     measurements: list[dict] = []
 
     def measure(arch: SubTransformerConfig) -> float:
@@ -381,10 +385,8 @@ def verify_latency(backend: Backend, task: Task, timed_shape: SuperShape, config
             measurements.append(measured.to_dict())
         return measured.total_ms
 
-    try:
-        checked = verify_against_reference(measure, config, reference, reference_record.get("median_ms"), budget_ms, rounds)
-    finally:
-        meter.close()
+    checked = verify_against_reference(measure, config, reference, reference_record.get("median_ms"), budget_ms, rounds)
+    hw = backend.name
     total = checked["measured_latency_ms"]
     where = meter.describe_device() if backend.local else f"this machine, with {hw}'s protocol (not {hw} itself)"
     report = {
