@@ -7,6 +7,7 @@ knob (like a real device) and a loss that falls with capacity, so the search has
 from __future__ import annotations
 
 import random
+import re
 import time
 
 import pytest
@@ -205,13 +206,53 @@ def test_first_population_starts_with_every_hand_scaled_transformer_that_fits(sp
     settings = EvolutionSettings(population=100, parents=20, mutations=40, crossovers=40, iterations=1, seed=3)
     budget = 300.0
     fitting = {c for c in space0.hand_scaled() if synthetic_latency(c) <= budget}
-    assert 0 < len(fitting) < settings.population
+    assert 0 < len(fitting) <= settings.population // 2
     seeded, random_start = RecordingFitness(), RecordingFitness()
     evolutionary_search(space0, seeded, predict, budget, settings)
     evolutionary_search(space0, random_start, predict, budget, EvolutionSettings(**{**settings.to_dict(), "start": "random"}))
     assert fitting <= set(seeded.calls[0])
     assert all(synthetic_latency(c) <= budget for c in seeded.calls[0])
     assert sum(c.is_hand_scaled() for c in random_start.calls[0]) < len(fitting)  # HAT's start: random draws only
+
+
+def test_hand_scaled_start_takes_at_most_half_the_population_spread_over_the_family(space0):
+    settings = EvolutionSettings(population=20, parents=4, mutations=8, crossovers=8, iterations=1, seed=3)
+    budget = 400.0  # 34 plain models fit: more than half of 20
+    fitting = [c for c in space0.hand_scaled() if synthetic_latency(c) <= budget]
+    assert len(fitting) > settings.population // 2
+    fitness = RecordingFitness()
+    evolutionary_search(space0, fitness, predict, budget, settings)
+    first = fitness.calls[0]
+    seeded = [c for c in first if c in set(fitting)]
+    assert len(seeded) >= settings.population // 2  # all 10 kept places (a random draw may add a plain one by chance)
+    assert len({(c.encoder_embed_dim, c.decoder_layer_num) for c in seeded}) > 2  # spread, not just the largest ones
+    assert len(first) - len(seeded) >= settings.population // 2 - 1  # the rest random (some may repeat)
+
+
+def test_under_a_tight_budget_plain_models_and_mutants_fill_what_random_draws_cannot(space0):
+    settings = EvolutionSettings(population=20, parents=4, mutations=8, crossovers=8, iterations=1, max_redraws=1)
+    budget = 300.0  # 21 plain models fit; with one draw per place, random draws rarely do
+    fitting = {c for c in space0.hand_scaled() if synthetic_latency(c) <= budget}
+    fitness = RecordingFitness()
+    evolutionary_search(space0, fitness, predict, budget, settings)  # HAT's random start would refuse this
+    first = fitness.calls[0]
+    assert sum(c in fitting for c in first) > settings.population // 2
+    # HAT's random start draws too few that fit; mutants of those fill the rest instead of a refusal.
+    random_start = RecordingFitness()
+    evolutionary_search(space0, random_start, predict, budget, EvolutionSettings(**{**settings.to_dict(), "start": "random"}))
+    assert random_start.calls[0] and all(synthetic_latency(c) <= budget for c in random_start.calls[0])
+
+
+def test_an_infeasible_start_names_its_random_draws_apart_from_the_hand_scaled_ones(space0):
+    settings = EvolutionSettings(population=20, parents=4, mutations=8, crossovers=8, iterations=1, max_redraws=1)
+    budget = 150.0
+    plain = sum(synthetic_latency(c) <= budget for c in space0.hand_scaled())
+    with pytest.raises(HatError) as refused:
+        evolutionary_search(space0, RecordingFitness(), predict, budget, settings)
+    sentence = str(refused.value)
+    drawn, draws = (int(n) for n in re.search(r"Only (\d+) of (\d+) random", sentence).groups())
+    assert drawn + plain < settings.population and drawn <= draws == (settings.population - plain) * settings.max_redraws
+    assert f"besides {plain} hand-scaled ones" in sentence
 
 
 def test_hand_scaled_family_holds_the_plain_models_the_benchmarks_train():

@@ -220,6 +220,10 @@ def test_one_candidate_place_is_kept_for_the_largest_plain_transformer_that_fits
     assert latency[picked[-1]] == max(latency[c] for c in fitting_plain)
     assert picked[:-1] == pick_candidates({c: explored[c] for c in searched}, budget, count=2)
     assert not any(c.is_hand_scaled() for c in pick_candidates(explored, budget, count=1))  # one place: the best only
+    smaller = min(fitting_plain, key=lambda c: latency[c])  # a plain candidate already picked is not the one promised
+    explored[smaller] = (3.0, latency[smaller])
+    picked = pick_candidates(explored, budget, count=3)
+    assert picked[0] == smaller and picked[-1] == max(fitting_plain, key=lambda c: (latency[c], -explored[c][0]))
 
 
 def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):

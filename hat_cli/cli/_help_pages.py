@@ -245,8 +245,9 @@ PAGES = {
         '  --max-redraws <int>      Rejection sampling gives up after this many draws\n'
         '                           per architecture.  [default: 1000]\n'
         "  --start <str>            The first population: hand-scaled (the space's\n"
-        '                           plain Transformers that fit the budget, the rest\n'
-        "                           random) or random (HAT's).  [default: hand-scaled]\n"
+        '                           plain Transformers that fit the budget, at most\n'
+        "                           half of it; the rest random) or random (HAT's).\n"
+        '                           [default: hand-scaled]\n'
         '  --valid-subset <int>     Score on the first N validation sentences only\n'
         '                           (quick searches).\n'
         '  --max-tokens <int>       Tokens per validation batch (default 16384 on GPU,\n'
@@ -276,8 +277,8 @@ PAGES = {
         '                           depth) from scratch for --rerank-updates updates\n'
         '                           and keep the best by --rerank-metric; with N >= 2\n'
         '                           one place goes to the largest plain Transformer\n'
-        "                           that fits, if no candidate is plain (0: off, HAT's\n"
-        '                           search).  [default: 0]\n'
+        '                           that fits, unless it is a candidate already (0:\n'
+        "                           off, HAT's search).  [default: 0]\n"
         '  --rerank-updates <int>   Training updates per re-ranked candidate (default:\n'
         "                           60% of the task's train-sub updates, where the\n"
         "                           validation loss ranks like the finished models';\n"

@@ -223,7 +223,11 @@ class LatencyMeter:
         self.meter = backend.open_meter(options)
         base = self.meter.preferred_protocol or backend.protocol
         changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-        self.protocol: MeasurementProtocol = replace(base, **changes) if changes else base
+        try:  # a protocol that cannot measure is refused; the meter just opened is closed, not leaked
+            self.protocol: MeasurementProtocol = replace(base, **changes) if changes else base
+        except BaseException:
+            self.meter.close()
+            raise
         self._description = self.meter.describe()
         self.mode = self._description.get("mode", options.mode or backend.default_mode)
 

@@ -7,9 +7,11 @@ gene from one of two distinct parents with probability 0.5), redrawing any child
 The answer is the best of the last scored population; the last iteration's children are never scored.
 
 Where we differ from the original, on purpose:
-- the first population starts with the space's hand-scaled (plain) Transformers that meet the budget, the
-  rest drawn at random (``start="hand-scaled"``): the search then starts from what a person would try, and
-  its answer is compared with those from the first generation on; ``start="random"`` is HAT's all-random start;
+- the first population starts with the space's hand-scaled (plain) Transformers that meet the budget (at most
+  half of it, spread over the family when more fit, unless random draws cannot fill the rest), the rest drawn at
+  random (``start="hand-scaled"``): the search starts from what a person would try as well as from random
+  points; ``start="random"`` is HAT's; when random draws cannot fill it, mutants of the architectures that
+  fit do (HAT would draw forever);
 - one seeded ``random.Random`` drives every draw, so a search is reproducible (HAT is unseeded);
 - scores are cached per *architecture* (genes that differ only in unused layers are one architecture):
   the original re-scores the 25 parents every iteration and scores duplicates again; we score each
@@ -257,13 +259,26 @@ def evolutionary_search(
     rng = random.Random(settings.seed)
     sampler = _FeasibleSampler(genome, predict, budget_ms, settings.max_redraws)
 
-    initial = _hand_scaled_within(genome, predict, budget_ms)[: settings.population] if settings.start == "hand-scaled" else []
-    initial += sampler.draw(lambda: genome.random(rng), settings.population - len(initial))
+    plain = _hand_scaled_within(genome, predict, budget_ms) if settings.start == "hand-scaled" else []
+    seeds = _spread(plain, settings.population // 2)
+    drawn = sampler.draw(lambda: genome.random(rng), settings.population - len(seeds))
+    random_draws = sampler.draws
+    # Under a tight budget random draws rarely fit: the other plain models that fit make up the shortfall,
+    # then mutants of what fits (near a feasible architecture, far more of them fit than random ones).
+    seeds += [pair for pair in plain if pair not in seeds][: settings.population - len(seeds) - len(drawn)]
+    initial = seeds + drawn
+    if initial and len(initial) < settings.population:
+        fitting_genes = [gene for gene, _ in initial]
+        initial += sampler.draw(lambda: genome.mutate(rng.choice(fitting_genes), rng, settings.mutation_prob),
+                                settings.population - len(initial))
     if len(initial) < settings.population:
-        rate = len(initial) / max(sampler.draws, 1)
+        rate = len(drawn) / max(random_draws, 1)
         raise HatError(
-            f"Only {len(initial)} of {sampler.draws} random architectures met the {fmt_ms(budget_ms)} budget "
-            f"(acceptance {rate:.2%}, smallest reachable {fmt_ms(min_latency)}); raise the budget or --max-redraws."
+            f"Only {len(drawn)} of {random_draws} random architectures met the {fmt_ms(budget_ms)} budget "
+            f"(acceptance {rate:.2%}, smallest reachable {fmt_ms(min_latency)}"
+            f"{f'; besides {len(seeds)} hand-scaled ones' if seeds else ''}"
+            f"{f', and {len(initial) - len(seeds) - len(drawn)} mutants of them' if initial else ''}); "
+            f"raise the budget or --max-redraws."
         )
     population = initial
     explored: dict[SubTransformerConfig, tuple[float, float]] = {}
@@ -337,6 +352,14 @@ def _hand_scaled_within(genome: Genome, predict: PredictFn, budget_ms: float) ->
     if not genes:
         return []
     return [(gene, latency) for gene, latency in zip(genes, _predict(predict, genome, genes)) if latency <= budget_ms]
+
+
+def _spread(items: list, at_most: int) -> list:
+    """All of ``items`` if they are at most ``at_most``, else ``at_most`` of them evenly spread over the list
+    (the rest of the first population stays random, for variety)."""
+    if len(items) <= at_most:
+        return list(items)
+    return [items[i * len(items) // at_most] for i in range(at_most)]
 
 
 def _mutate_one(genome: Genome, parents: list[Gene], rng: random.Random, prob: float) -> Gene:

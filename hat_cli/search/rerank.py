@@ -6,9 +6,9 @@ small corpus (bench/RESULTS.md, "Rank fidelity"). So the evolutionary search pro
 standalone training disposes:
 
 1. candidates: among the scored architectures that meet the (margined) budget, the best of every coarse cell
-   (encoder width, decoder width, decoder depth), best cells first, ``count`` of them; with two or more, one
-   place is kept for the plain Transformer a person would pick (the hand-scaled one of the largest predicted
-   latency within the budget) when no candidate is plain already, so that the stage can only hand back
+   (encoder width, decoder width, decoder depth), best cells first, ``count`` of them; with two or more, the
+   last place goes to the plain Transformer a person would pick (the hand-scaled one of the largest predicted
+   latency within the budget) unless it is a candidate already, so that the stage can only hand back
    something its own training ranks above the hand-scaled answer;
 2. each candidate is trained alone for ``updates`` updates with the task's SubTransformer recipe (its first
    ``updates`` updates, the same learning-rate schedule as the full run), and validated at the end; with
@@ -83,17 +83,18 @@ def best_first(explored: Mapping[SubTransformerConfig, tuple[float, float]], bud
 
 def pick_candidates(explored: Mapping[SubTransformerConfig, tuple[float, float]], budget_ms: float,
                     count: int) -> list[SubTransformerConfig]:
-    """The best feasible architecture of each coarse cell, best cells first, at most ``count``; the last place
-    goes to the largest feasible plain Transformer when none of the others is plain (``count`` >= 2)."""
+    """The best feasible architecture of each coarse cell, best cells first, at most ``count``; with ``count``
+    >= 2 the last place goes to the largest feasible plain Transformer unless it is picked already."""
     ranked = best_first(explored, budget_ms)
     best_of_cell: dict[tuple[int, int, int], SubTransformerConfig] = {}
     for config in ranked:
         best_of_cell.setdefault(cell(config), config)
     picked = list(best_of_cell.values())[:count]
     plain = [config for config in ranked if config.is_hand_scaled()]
-    if count >= 2 and plain and not any(config.is_hand_scaled() for config in picked):
+    if count >= 2 and plain:
         largest = max(plain, key=lambda config: (explored[config][1], -explored[config][0]))
-        picked = picked[: count - 1] + [largest]
+        if largest not in picked:
+            picked = picked[: count - 1] + [largest]
     return picked
 
 

@@ -398,7 +398,7 @@ def verify_latency(meter: LatencyMeter, config: SubTransformerConfig, predicted_
     }
     if total > budget_ms:
         log(
-            f"warning: the winner measures {total:.2f} ms on {where}, over the {budget_label(budget_ms)} budget "
+            f"warning: the candidate measures {total:.2f} ms on {where}, over the {budget_label(budget_ms)} budget "
             f"(predicted {predicted_ms:.2f} ms, noise band ±{100 * checked['noise_band']:.1f}%)."
         )
     return report

@@ -27,7 +27,7 @@ def search(
     max_redraws: int = typer.Option(1000, "--max-redraws", help="Rejection sampling gives up after this many draws per architecture."),
     start: str = typer.Option(
         "hand-scaled", "--start",
-        help="The first population: hand-scaled (the space's plain Transformers that fit the budget, the rest random) "
+        help="The first population: hand-scaled (the space's plain Transformers that fit the budget, at most half of it; the rest random) "
         "or random (HAT's)."),
     valid_subset: Optional[int] = typer.Option(None, "--valid-subset", help="Score on the first N validation sentences only (quick searches)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Tokens per validation batch (default 16384 on GPU, 4096 on CPU)."),
@@ -49,7 +49,7 @@ def search(
         0, "--rerank",
         help="Second stage: train the best candidate of up to N coarse cells (encoder width, decoder width, "
         "decoder depth) from scratch for --rerank-updates updates and keep the best by --rerank-metric; with N >= 2 one "
-        "place goes to the largest plain Transformer that fits, if no candidate is plain (0: off, HAT's search)."),
+        "place goes to the largest plain Transformer that fits, unless it is a candidate already (0: off, HAT's search)."),
     rerank_updates: Optional[int] = typer.Option(
         None, "--rerank-updates",
         help="Training updates per re-ranked candidate (default: 60% of the task's train-sub updates, where the "
