@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from hat_cli.core import paths
 from hat_cli.core.checks import at_least
 from hat_cli.core.errors import HatError
-from hat_cli.latency.dataset import read_latency_csv
+from hat_cli.latency.dataset import read_latency_csv, total_ms
 from hat_cli.latency.predictors.fitting import MIN_ROWS as MIN_PREDICTOR_ROWS, load_predictor
 from hat_cli.model.space import SearchSpace
 from hat_cli.search.budget import budget_margin
@@ -76,11 +76,6 @@ def _hat(args: list[str]) -> tuple[dict, float, list[str]]:
         tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
         raise HatError(f"The demo step `{' '.join(shown)}` failed: {tail[0].removeprefix('error: ')}")
     return json.loads(done.stdout), seconds, shown
-
-
-def _sample_totals(path: Path) -> list[float]:
-    """Total latencies of the sampled architectures (not the drift reference's re-measurements)."""
-    return [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in read_latency_csv(path).samples()]
 
 
 def measurement_noise(latency_csv: Path, limit: float) -> float:
@@ -143,7 +138,7 @@ def run_demo(settings: DemoSettings, on_step: Callable[[Step], None] = lambda st
     predictor = work / f"{hw}.predictor"
     step("fit latency predictor", ["fit-predictor", "--dataset", str(latency_csv), "--out", str(predictor), "--seed", seed])
 
-    samples = sorted(_sample_totals(latency_csv))
+    samples = sorted(total_ms(row) for row in read_latency_csv(latency_csv).samples())  # not the reference's rows
     budget = feasible_budget(samples[int(settings.budget_quantile * (len(samples) - 1))], predictor, settings.seed)
 
     population = settings.population

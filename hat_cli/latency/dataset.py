@@ -108,6 +108,11 @@ def config_from_row(row: dict[str, str]) -> Optional[SubTransformerConfig]:
     )
 
 
+def total_ms(row: dict[str, str]) -> float:
+    """A row's measured latency: encoder plus decoder, in ms."""
+    return float(row["latency_mean_encoder"]) + float(row["latency_mean_decoder"])
+
+
 def _format(value: object) -> str:
     # HAT writes floats with Python's str(); ints stay ints.
     return str(value)
@@ -137,7 +142,7 @@ class LatencyTable:
         """The drift reference of the collection: its architecture, median total latency and relative spread
         (std / mean). The search's safety margin and `hat search --verify` use it; None with fewer than two."""
         rows = self.references()
-        totals = [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in rows]
+        totals = [total_ms(r) for r in rows]
         if len(totals) < 2:
             return None
         config = config_from_row(rows[0])
@@ -332,7 +337,7 @@ def _collect(path, space, measure, samples, seed, metadata, reference_every, on_
     except ValueError:
         writer.close()
         raise HatError(f"{path} has a sample_index that is not a whole number; it was not written by hat collect-latency.") from None
-    references = [float(r["latency_mean_encoder"]) + float(r["latency_mean_decoder"]) for r in existing if r["reference"] == "1"]
+    references = [total_ms(r) for r in existing if r["reference"] == "1"]
     reference = reference_config(space)
     new_rows = 0
 

@@ -240,14 +240,13 @@ class SearchSpace:
         heads = sorted(set(c["encoder_self_attention_heads"]) & set(c["decoder_self_attention_heads"])
                        & set(c["decoder_ende_attention_heads"]), reverse=True)
         if -1 not in c["decoder_arbitrary_ende_attn"]:
-            return []  # no architecture of the space attends the way a plain Transformer does
-        standard = -1
+            return []  # no architecture of the space attends the way a plain Transformer does (-1: the last layer)
         return [
             SubTransformerConfig(
                 encoder_embed_dim=width, decoder_embed_dim=width, encoder_layer_num=le, decoder_layer_num=ld,
                 encoder_ffn_embed_dim=(ffn,) * le, encoder_self_attention_heads=(head,) * le,
                 decoder_ffn_embed_dim=(ffn,) * ld, decoder_self_attention_heads=(head,) * ld,
-                decoder_ende_attention_heads=(head,) * ld, decoder_arbitrary_ende_attn=(standard,) * ld,
+                decoder_ende_attention_heads=(head,) * ld, decoder_arbitrary_ende_attn=(-1,) * ld,
             )
             for width in widths for le in sorted(c["encoder_layer_num"], reverse=True)
             for ld in sorted(c["decoder_layer_num"], reverse=True) for ffn in ffns for head in heads

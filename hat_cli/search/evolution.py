@@ -269,7 +269,7 @@ def evolutionary_search(
     initial = seeds + drawn
     if initial and len(initial) < settings.population:
         fitting_genes = [gene for gene, _ in initial]
-        initial += sampler.draw(lambda: genome.mutate(rng.choice(fitting_genes), rng, settings.mutation_prob),
+        initial += sampler.draw(lambda: _mutate_one(genome, fitting_genes, rng, settings.mutation_prob),
                                 settings.population - len(initial))
     if len(initial) < settings.population:
         rate = len(drawn) / max(random_draws, 1)
