@@ -121,7 +121,8 @@ def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_e
     task = Task("bench.en-de", "en", "de", "space0", "latency", 30, True, 4, 0.6)
     cfg = resolve_training_config("wmt14.en-de", "super", cli_overrides=dict(
         max_updates=updates, warmup_updates=min(10, updates - 1), max_tokens=max_tokens, update_freq=args.update_freq,
-        precision=args.precision, log_every=log_every, validate_every=10**9, save_interval_updates=10**9, keep_last=1))
+        precision=args.precision, log_every=log_every, validate_every=10**9, save_interval_updates=10**9, keep_last=1,
+        compiled_loss=args.compiled_loss))
     space = SearchSpace.from_yaml(args.space) if args.space.endswith((".yml", ".yaml")) else SearchSpace.builtin(args.space)
     run = TrainRun(task=task, kind="super", data_dir=data, save_dir=save, config=cfg, space=space, device=args.device,
                    resume=False)
@@ -206,6 +207,8 @@ def main() -> None:
     parser.add_argument("--profile-updates", type=int, default=6)
     parser.add_argument("--profile-max-tokens", type=int, default=65536)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--compiled-loss", action="store_true",
+                        help="training's compiled_loss option: the label-smoothed loss through torch.compile")
     parser.add_argument("--peak-tflops", type=float, default=PEAK_BF16_TFLOPS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -55,3 +55,27 @@ def test_zero_smoothing_is_plain_nll_and_base2_logging():
     assert loss.item() == pytest.approx(nll.item())
     assert nll.item() == pytest.approx(-math.log(2.0 / 5.0), rel=1e-6)
     assert to_base2_per_token(nll.item(), 1) == pytest.approx(-math.log2(2.0 / 5.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_the_loss_written_for_the_compiler_gives_the_same_numbers_and_gradients(compiled):
+    """`compiled_loss: true` (GPU only in training) computes the loss without fp32 log-probabilities; here the
+    same expression, eager and through torch.compile, against the eager loss training uses by default, on bf16
+    logits as autocast hands them over, with padding."""
+    from hat_cli.training.loss import compiled_smoothed_loss, smoothed_loss_from_logits
+
+    g = torch.Generator().manual_seed(2)
+    fn = compiled_smoothed_loss() if compiled else smoothed_loss_from_logits
+    for tokens in (37, 64):  # two batch shapes: one compilation serves both (dynamic shapes)
+        logits = (torch.randn(tokens, 301, generator=g) * 4).to(torch.bfloat16).requires_grad_()
+        target = torch.randint(0, 301, (tokens,), generator=g)
+        target[:5] = 1
+        ref_loss, ref_nll = label_smoothed_nll_loss(logits, target, 0.1, padding_idx=1)
+        ref_grad, = torch.autograd.grad(ref_loss, logits)
+        loss, nll = fn(logits, target, 0.1, 1)
+        grad, = torch.autograd.grad(loss, logits)
+        assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+        assert nll.item() == pytest.approx(ref_nll.item(), rel=1e-5)
+        assert grad.dtype == ref_grad.dtype == torch.bfloat16
+        assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)  # bf16 rounding of the same values
+        assert not grad[:5].any()  # padding gets no gradient

@@ -53,7 +53,9 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
-from hat_cli.training.loss import LN2, distillation_loss, label_smoothed_nll_loss, log_probs, smoothed_nll_loss, teacher_probs
+from hat_cli.training.loss import (
+    LN2, compiled_smoothed_loss, distillation_loss, label_smoothed_nll_loss, log_probs, smoothed_nll_loss, teacher_probs,
+)
 from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
 
@@ -447,6 +449,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
     autocast = autocast_context(precision, device)
+    fused_loss = compiled_smoothed_loss() if cfg.compiled_loss and device.type == "cuda" else None
 
     meta = _run_metadata(run, train_data, dist_ctx)
 
@@ -498,8 +501,12 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
                 for i, config in enumerate(configs):
                     with autocast:
                         logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-                    lprobs = log_probs(logits)
-                    loss, nll = smoothed_nll_loss(lprobs, batch.target, cfg.label_smoothing, padding_idx)
+                    if distill == 0 and fused_loss is not None:
+                        lprobs = None
+                        loss, nll = fused_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
+                    else:
+                        lprobs = log_probs(logits)
+                        loss, nll = smoothed_nll_loss(lprobs, batch.target, cfg.label_smoothing, padding_idx)
                     objective = loss
                     if distill > 0:
                         if i == 0:  # the largest SubTransformer teaches the others on this batch

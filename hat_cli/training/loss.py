@@ -39,6 +39,34 @@ def smoothed_nll_loss(lprobs: torch.Tensor, target: torch.Tensor, epsilon: float
     return loss, nll_sum
 
 
+def smoothed_loss_from_logits(logits: torch.Tensor, target: torch.Tensor, epsilon: float,
+                              padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_smoothed_nll_loss` written without the ``[tokens, V]`` log-probabilities: per token
+    ``-log p_y = lse - z_y`` and ``-sum_v log p_v = V * lse - sum_v z_v``. The same numbers; written so that
+    ``torch.compile`` can fuse it into a few passes over the bf16 logits (see :func:`compiled_smoothed_loss`)
+    where the eager version writes and reads fp32 tensors of the logits' size several times."""
+    z = logits.reshape(-1, logits.size(-1)).float()
+    target = target.reshape(-1)
+    keep = target.ne(padding_idx)
+    lse = torch.logsumexp(z, dim=-1)
+    nll = (lse - z.gather(dim=-1, index=target.clamp(min=0).unsqueeze(-1)).squeeze(-1)).masked_fill(~keep, 0.0)
+    smooth = (z.size(-1) * lse - z.sum(dim=-1)).masked_fill(~keep, 0.0)
+    nll_sum = nll.sum()
+    return (1.0 - epsilon) * nll_sum + (epsilon / z.size(-1)) * smooth.sum(), nll_sum
+
+
+_COMPILED = None
+
+
+def compiled_smoothed_loss():
+    """:func:`smoothed_loss_from_logits` compiled once per process (dynamic token counts, so one compilation
+    serves every batch shape); training's ``compiled_loss`` option uses it on GPUs."""
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = torch.compile(smoothed_loss_from_logits, dynamic=True)
+    return _COMPILED
+
+
 def to_base2_per_token(total: float, ntokens: int) -> float:
     """fairseq logs losses per token in bits (divided by ln 2)."""
     return total / max(ntokens, 1) / LN2
