@@ -226,14 +226,17 @@ def main(argv=None):
     if args.sweep_max_tokens:
         probe = [space.sample(rng) for _ in range(4)]
         for size in (int(v) for v in args.sweep_max_tokens.split(",")):
-            trial = ValidationLoss(model, prepare_validation(data, size, device, args.valid_subset), precision)
-            trial(probe[:1])
-            sync()
-            t1 = time.perf_counter()
-            trial(probe)
-            sync()
-            sweep[size] = (time.perf_counter() - t1) / len(probe) * 1000
-            del trial
+            # The scorer's default loss, and on a GPU also the eager fp32 one (the loss's share of the time).
+            for fused in (None, False) if cuda else (None,):
+                trial = ValidationLoss(model, prepare_validation(data, size, device, args.valid_subset), precision,
+                                       fused_loss=fused)
+                trial(probe[:1])
+                sync()
+                t1 = time.perf_counter()
+                trial(probe)
+                sync()
+                sweep[f"{size}" + ("" if fused is None else " eager loss")] = (time.perf_counter() - t1) / len(probe) * 1000
+                del trial
         print("  max-tokens sweep (ms per candidate): " + ", ".join(f"{k}: {v:.1f}" for k, v in sweep.items()), flush=True)
 
     iteration_times = []

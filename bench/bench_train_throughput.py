@@ -29,7 +29,27 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-PEAK_BF16_TFLOPS = 790.0  # measured bf16 matmul peak of one H200 (PERFORMANCE.md)
+PEAK_BF16_TFLOPS = 790.0  # measured bf16 matmul peak of one H200 (PERFORMANCE.md); CPU runs report against it
+
+
+def measured_peak_tflops(size: int = 8192, repeats: int = 20) -> float:
+    """This GPU's bf16 matmul peak: the best of five timed rounds of square ``size`` products (what MFU is of)."""
+    import torch
+
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            a @ b
+        end.record()
+        end.synchronize()
+        best = max(best, repeats * 2 * size**3 / (start.elapsed_time(end) / 1e3) / 1e12)
+    return best
 
 
 # ------------------------------------------------------------------------------------------------ lengths
@@ -122,7 +142,7 @@ def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_e
     cfg = resolve_training_config("wmt14.en-de", "super", cli_overrides=dict(
         max_updates=updates, warmup_updates=min(10, updates - 1), max_tokens=max_tokens, update_freq=args.update_freq,
         precision=args.precision, log_every=log_every, validate_every=10**9, save_interval_updates=10**9, keep_last=1,
-        compiled_loss=args.compiled_loss))
+        compiled_loss=False if args.eager_loss else None))
     space = SearchSpace.from_yaml(args.space) if args.space.endswith((".yml", ".yaml")) else SearchSpace.builtin(args.space)
     run = TrainRun(task=task, kind="super", data_dir=data, save_dir=save, config=cfg, space=space, device=args.device,
                    resume=False)
@@ -207,9 +227,10 @@ def main() -> None:
     parser.add_argument("--profile-updates", type=int, default=6)
     parser.add_argument("--profile-max-tokens", type=int, default=65536)
     parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--compiled-loss", action="store_true",
-                        help="training's compiled_loss option: the label-smoothed loss through torch.compile")
-    parser.add_argument("--peak-tflops", type=float, default=PEAK_BF16_TFLOPS)
+    parser.add_argument("--eager-loss", action="store_true",
+                        help="training's compiled_loss off (by default it is on for GPUs): the eager fp32 loss, for an A/B")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="bf16 peak for MFU (default: measured on this GPU; the H200's 790 on a CPU)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -225,6 +246,10 @@ def main() -> None:
           f"tokens), {args.train_pairs} synthetic pairs written in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    if args.peak_tflops is None:
+        args.peak_tflops = measured_peak_tflops() if device != "cpu" else PEAK_BF16_TFLOPS
+    print(f"bf16 peak for MFU: {args.peak_tflops:.0f} TFLOP/s ({'measured' if device != 'cpu' else 'nominal'})",
+          file=sys.stderr)
     rows = []
     for max_tokens in args.max_tokens:
         result, windows, cfg, space, peak = run_train(data, work / f"save-{max_tokens}", args, max_tokens, args.updates,
@@ -245,8 +270,10 @@ def main() -> None:
         (args.out / "profile.txt").write_text(prof.pop("table"))
 
     header = f"{'max-tokens':>10} {'upd-freq':>8} {'prec':>5} {'target tok/s':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>8}"
+    variant = "eager loss" if args.eager_loss or device == "cpu" else "compiled loss"
     lines = [f"device: {device}, space {args.space}, vocab {args.vocab}, {args.updates} updates per setting "
-             f"(median of {args.log_every}-update windows after the first)", header]
+             f"(median of {args.log_every}-update windows after the first), {variant}, "
+             f"MFU of {args.peak_tflops:.0f} TFLOP/s bf16", header]
     for r in rows:
         lines.append(f"{r['max_tokens']:>10} {r['update_freq']:>8} {r['precision']:>5} {r['tokens_per_s'] / 1e3:>12.1f}k "
                      f"{r['tflops']:>8.1f} {r['mfu']:>6.1%} {r['peak_gib']:>8.1f}")

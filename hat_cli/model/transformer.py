@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hat_cli.model.slices import matmul_slice
 from hat_cli.model.space import SubTransformerConfig, SuperShape
 
 PAD, EOS = 1, 2
@@ -144,7 +145,7 @@ class SinusoidalPositions(nn.Module):
 # ------------------------------------------------------------------------------------- layers
 def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_dim: int, in_dim: int) -> Tensor:
     """Leading-slice linear layer (HAT's LinearSuper): W[:out, :in], b[:out]."""
-    return F.linear(x, weight[:out_dim, :in_dim], None if bias is None else bias[:out_dim])
+    return F.linear(x, matmul_slice(weight, slice(out_dim), slice(in_dim)), matmul_slice(bias, slice(out_dim)))
 
 
 class Linear(nn.Module):
@@ -189,15 +190,17 @@ class Attention(nn.Module):
 
     def project_query(self, x: Tensor, width: int) -> Tensor:
         q = self.qkv_dim
-        return F.linear(x, self.in_proj_weight[:q, :width], self.in_proj_bias[:q])
+        return F.linear(x, matmul_slice(self.in_proj_weight, slice(q), slice(width)), matmul_slice(self.in_proj_bias, slice(q)))
 
     def project_key_value(self, x: Tensor, width: int) -> tuple[Tensor, Tensor]:
         q = self.qkv_dim
-        kv = F.linear(x, self.in_proj_weight[q:, :width], self.in_proj_bias[q:])
+        kv = F.linear(x, matmul_slice(self.in_proj_weight, slice(q, None), slice(width)),
+                      matmul_slice(self.in_proj_bias, slice(q, None)))
         return kv[..., :q], kv[..., q:]
 
     def project_self(self, x: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
-        qkv = F.linear(x, self.in_proj_weight[:, :width], self.in_proj_bias)
+        qkv = F.linear(x, matmul_slice(self.in_proj_weight, slice(None), slice(width)),
+                       matmul_slice(self.in_proj_bias, slice(None)))
         return qkv.chunk(3, dim=-1)
 
     def attend(
@@ -569,7 +572,7 @@ class TransformerModel(nn.Module):
                 drop,
                 None if cache is None else cache.layer(i),
             )
-        return F.linear(x, self.output_weight()[:, :dim])
+        return F.linear(x, matmul_slice(self.output_weight(), slice(None), slice(dim)))
 
     def forward(
         self, src_tokens: Tensor, prev_output_tokens: Tensor, config: Optional[SubTransformerConfig] = None

@@ -28,7 +28,7 @@ import torch
 from hat_cli.core.errors import HatError
 from hat_cli.data.batching import collate, token_batches
 from hat_cli.model.space import SubTransformerConfig
-from hat_cli.training.loss import label_smoothed_nll_loss
+from hat_cli.training.loss import compiled_smoothed_loss, label_smoothed_nll_loss
 
 PRECISIONS = ("bf16", "fp32")
 LABEL_SMOOTHING = 0.1  # HAT's criterion setting for every task (docs/METHOD.md §3.1)
@@ -102,7 +102,8 @@ def _exact_fp32() -> Iterator[None]:
 class ValidationLoss:
     """``fitness(configs) -> list of losses`` (bits per target token), one batched pass per config."""
 
-    def __init__(self, model, valid: ValidationSet, precision: str = "bf16", epsilon: float = LABEL_SMOOTHING):
+    def __init__(self, model, valid: ValidationSet, precision: str = "bf16", epsilon: float = LABEL_SMOOTHING,
+                 fused_loss: bool | None = None):
         if precision not in PRECISIONS:
             raise HatError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'.")
         self.valid = valid
@@ -115,6 +116,11 @@ class ValidationLoss:
         # Module.to works in place: the caller's model is converted (pass a separate copy to compare modes).
         self.model = model.to(device=self.device, dtype=weights_dtype).eval()
         self.evaluations = 0
+        # bf16 on a GPU: the loss straight from the bf16 logits in one compiled pass (training/loss.py), not
+        # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
+        if fused_loss is None:
+            fused_loss = self.autocast and self.device.type == "cuda"
+        self.loss_function = compiled_smoothed_loss() if fused_loss else label_smoothed_nll_loss
 
     @classmethod
     def fp32_copy(cls, other: "ValidationLoss", model) -> "ValidationLoss":
@@ -132,7 +138,7 @@ class ValidationLoss:
         with self._context():
             for batch in self.valid.batches:
                 logits = self.model(batch.src_tokens, batch.prev_output_tokens, config)
-                loss, _ = label_smoothed_nll_loss(logits, batch.target, self.epsilon, self.valid.padding_idx)
+                loss, _ = self.loss_function(logits, batch.target, self.epsilon, self.valid.padding_idx)
                 total += loss.double()
         return total
 

@@ -65,10 +65,11 @@ class TrainingConfig:
     average_last: int = 0  # > 0: the final model is the average of the last N checkpoints
     # "best": the final model is the kept checkpoint with the lowest validation loss (small corpora overfit)
     final_model: str = "last"
-    # On GPUs, the label-smoothed loss as one torch.compile'd function over the bf16 logits instead of eager
-    # fp32 log-probabilities (the same numbers; an experiment of issue 16, bench/RESULTS.md). Not with --distill,
-    # which needs the log-probabilities themselves.
-    compiled_loss: bool = False
+    # The label-smoothed loss as one torch.compile'd function over the bf16 logits instead of eager fp32
+    # log-probabilities of the logits' size (the same numbers, 1.3x the training speed at 65,536 tokens on an H100;
+    # issue 16, bench/RESULTS.md). None: on for CUDA GPUs. Updates with --distill keep the eager loss (distillation
+    # reads the log-probabilities themselves).
+    compiled_loss: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))

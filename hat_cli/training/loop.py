@@ -325,8 +325,10 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainingConfig, device
 class Validator:
     """Label-smoothed valid loss of fixed architectures; batches collated once and kept on the device."""
 
-    def __init__(self, data, cfg: TrainingConfig, device: torch.device, precision: str, dist_ctx: DistributedContext):
+    def __init__(self, data, cfg: TrainingConfig, device: torch.device, precision: str, dist_ctx: DistributedContext,
+                 loss_function: Optional[Callable] = None):
         self.cfg, self.device, self.precision, self.ctx = cfg, device, precision, dist_ctx
+        self.loss_function = loss_function or label_smoothed_nll_loss
         batches = token_batches(data.src_sizes, data.tgt_sizes, cfg.max_tokens, shuffle=False, max_positions=MAX_POSITIONS)
         mine = batches[dist_ctx.rank :: dist_ctx.world_size]
         self.batches = [collate(data, b).to(device) for b in mine]
@@ -340,7 +342,7 @@ class Validator:
         for batch in self.batches:
             with autocast_context(self.precision, self.device):
                 logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-            loss, nll = label_smoothed_nll_loss(logits, batch.target, self.cfg.label_smoothing, self.padding_idx)
+            loss, nll = self.loss_function(logits, batch.target, self.cfg.label_smoothing, self.padding_idx)
             totals[0] += loss.double()
             totals[1] += nll.double()
             totals[2] += batch.ntokens
@@ -445,11 +447,12 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
             warnings.append(f"--no-resume: the earlier run in {save_dir} (its checkpoints, final model and log) was moved "
                             f"to {moved}; nothing was deleted.")
 
-    validator = Validator(valid_data, cfg, device, precision, dist_ctx)
+    use_compiled_loss = cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda"
+    fused_loss = compiled_smoothed_loss() if use_compiled_loss else None
+    validator = Validator(valid_data, cfg, device, precision, dist_ctx, fused_loss)
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
     autocast = autocast_context(precision, device)
-    fused_loss = compiled_smoothed_loss() if cfg.compiled_loss and device.type == "cuda" else None
 
     meta = _run_metadata(run, train_data, dist_ctx)
 

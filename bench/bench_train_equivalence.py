@@ -1,0 +1,120 @@
+"""Does faster training still train the same? Two code trees, the same Multi30k runs, side by side on one GPU.
+
+Issue 16's check: `hat train-super` and `hat train-sub` with the Multi30k task defaults (seed 1), run by an
+earlier code tree (`--old`, e.g. a `git archive` of main) and by this one (`--new`), all four trainings at once
+on one GPU, then `hat test` of both SubTransformers. Passes when every validation loss agrees within 0.02 bits
+and the test BLEU within 0.5.
+
+    python bench/bench_train_equivalence.py --old ../base --new . --raw DIR_WITH_MULTI30K_RAW --work DIR
+
+Each tree runs as `python -c 'hat_cli.cli.entry.main()'` with PYTHONPATH set to it (a `hat_configs` link to its
+`configs/` is made if the tree is not installed), so the two never share an import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TASK = "multi30k.de-en"
+LOSS_TOLERANCE_BITS = 0.02
+BLEU_TOLERANCE = 0.5
+
+
+def hat_command(tree: Path, *args: str) -> tuple[list[str], dict]:
+    """The `hat` command of one code tree, and the environment that makes Python import that tree."""
+    link = tree / "hat_configs"
+    if not link.exists():
+        link.symlink_to("configs")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "HAT_NO_PROGRESS": "1"}
+    code = "import sys; from hat_cli.cli.entry import main; sys.argv[0] = 'hat'; main()"
+    return [sys.executable, "-c", code, *args, "--json"], env
+
+
+def start(tree: Path, work: Path, name: str, *args: str) -> subprocess.Popen:
+    command, env = hat_command(tree, *args)
+    stdout = open(work / f"{name}.json", "w")
+    stderr = open(work / f"{name}.err", "w")
+    return subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+
+
+def finish(processes: dict[str, subprocess.Popen], work: Path) -> dict[str, dict]:
+    results = {}
+    for name, process in processes.items():
+        rc = process.wait()
+        text = (work / f"{name}.json").read_text()
+        if rc != 0 or not text.strip():
+            tail = (work / f"{name}.err").read_text()[-1500:]
+            raise SystemExit(f"{name} failed (exit {rc}):\n{tail}")
+        results[name] = json.loads(text)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old", type=Path, required=True, help="the earlier code tree")
+    parser.add_argument("--new", type=Path, default=HERE.parent, help="the code tree under test (default: this one)")
+    parser.add_argument("--raw", type=Path, required=True, help="Multi30k's raw files (hat data --from-dir)")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--arch", default="w256d2", help="a bench/multi30k_archs.py architecture for train-sub")
+    args = parser.parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    trees = {"old": args.old.resolve(), "new": args.new.resolve()}
+    started = time.time()
+
+    data = work / "data"
+    if not list(data.glob("dict.*.txt")):
+        finish({"data": start(trees["new"], work, "data", "data", "--task", TASK, "--data-dir", str(data),
+                              "--from-dir", str(args.raw))}, work)
+    subprocess.check_call([sys.executable, str(HERE / "multi30k_archs.py"), str(work / "arch")])
+    arch = work / "arch" / f"{args.arch}.yml"
+
+    trainings = {}
+    for label, tree in trees.items():
+        trainings[f"super-{label}"] = start(tree, work, f"super-{label}", "train-super", "--task", TASK, "--data-dir", str(data),
+                                            "--save-dir", str(work / f"super-{label}"), "--no-resume")
+        trainings[f"sub-{label}"] = start(tree, work, f"sub-{label}", "train-sub", "--task", TASK, "--arch", str(arch),
+                                          "--data-dir", str(data), "--save-dir", str(work / f"sub-{label}"), "--no-resume")
+    trained = finish(trainings, work)
+    tests = {f"test-{label}": start(tree, work, f"test-{label}", "test", str(work / f"sub-{label}" / "model"), "--task", TASK,
+                                    "--data-dir", str(data), "--output", str(work / f"hyp-{label}.txt"))
+             for label, tree in trees.items()}
+    tested = finish(tests, work)
+
+    rows = []
+    for name, old, new, tolerance in (
+        ("SuperTransformer valid loss, largest (bits)", trained["super-old"]["valid_loss"]["largest"],
+         trained["super-new"]["valid_loss"]["largest"], LOSS_TOLERANCE_BITS),
+        ("SuperTransformer valid loss, smallest (bits)", trained["super-old"]["valid_loss"]["smallest"],
+         trained["super-new"]["valid_loss"]["smallest"], LOSS_TOLERANCE_BITS),
+        (f"SubTransformer {args.arch} valid loss (bits)", trained["sub-old"]["valid_loss"], trained["sub-new"]["valid_loss"],
+         LOSS_TOLERANCE_BITS),
+        (f"SubTransformer {args.arch} test BLEU", tested["test-old"]["bleu"], tested["test-new"]["bleu"], BLEU_TOLERANCE),
+    ):
+        rows.append({"measure": name, "old": old, "new": new, "difference": new - old, "tolerance": tolerance,
+                     "within": abs(new - old) <= tolerance})
+    speed = {name: trained[name]["tokens_per_second"] for name in trained}
+    verdict = all(r["within"] for r in rows)
+    lines = [f"{TASK}, task defaults, seed 1; old = {trees['old']}, new = {trees['new']}; all four trainings side by side",
+             f"{'measure':<46} {'old':>9} {'new':>9} {'new-old':>9}  within"]
+    lines += [f"{r['measure']:<46} {r['old']:>9.4f} {r['new']:>9.4f} {r['difference']:>+9.4f}  {r['within']} (±{r['tolerance']})"
+              for r in rows]
+    lines.append("training tokens/s (sharing the GPU): " + ", ".join(f"{k} {v / 1e3:.1f}k" for k, v in speed.items()))
+    lines.append(f"equivalent: {verdict}; {time.time() - started:.0f} s in all")
+    text = "\n".join(lines)
+    print(text)
+    (work / "equivalence.txt").write_text(text + "\n")
+    (work / "equivalence.json").write_text(json.dumps({"rows": rows, "tokens_per_second": speed, "equivalent": verdict},
+                                                      indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

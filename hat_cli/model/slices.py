@@ -1,0 +1,52 @@
+"""The slice of a super-sized weight that one matmul reads, cast once, with a lean backward (issue 16).
+
+Under autocast, ``F.linear(x, W[:o, :i])`` casts the fp32 slice to bf16 in the forward; its backward casts
+the slice's bf16 gradient back to fp32, writes it into a zero tensor of W's *full* size (the backward of
+slicing) and adds that tensor to ``W.grad``: three kernels, two of them over the whole super-sized tensor,
+for each of the ~130 weight reads of a SuperTransformer update. :func:`matmul_slice` casts in the forward
+and, in the backward, adds the gradient straight into the slice of ``W.grad``: one kernel. The numbers are
+the same (a bf16 gradient added to fp32 zeros is exact either way).
+
+Only used where it changes something: with gradients on, under autocast to another dtype. Elsewhere the
+plain slice is returned and autocast casts it as before.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+class _CastSlice(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight: Tensor, index: tuple, dtype: torch.dtype) -> Tensor:
+        ctx.weight, ctx.index = weight, index
+        return weight[index].to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight = ctx.weight
+        if weight.grad is None:
+            weight.grad = torch.zeros_like(weight)
+        # Returning None keeps autograd from accumulating a full-size gradient; the slice is added here instead.
+        weight.grad[ctx.index].add_(grad)
+        return None, None, None
+
+
+def matmul_slice(weight: Optional[Tensor], *bounds: slice) -> Optional[Tensor]:
+    """``weight[bounds]`` as a matmul under the current autocast will read it (see the module's docstring)."""
+    if weight is None:
+        return None
+    device_type = weight.device.type
+    if (
+        torch.is_grad_enabled()
+        and weight.requires_grad
+        and weight.is_leaf
+        and torch.is_autocast_enabled(device_type)
+    ):
+        dtype = torch.get_autocast_dtype(device_type)
+        if dtype != weight.dtype:
+            return _CastSlice.apply(weight, bounds, dtype)
+    return weight[bounds]
