@@ -65,3 +65,17 @@ def test_multi30k_sub_averages_by_default_and_best_replaces_the_average():
     assert last.final_model == "last" and last.average_last == 0
     with pytest.raises(HatError, match="not both"):
         resolve_training_config("multi30k.de-en", "sub", cli_overrides={"final_model": "best", "average_last": 3})
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("true", True), ("auto", None), ("no", False), ("", None)])
+def test_compiled_loss_from_a_file_is_a_switch_not_a_string(tmp_path, text, expected):
+    """`compiled_loss: false` once came through as the string 'False', which is true: the switch stayed on."""
+    yml = tmp_path / "switch.yml"
+    yml.write_text(f"compiled_loss: {text}\n")
+    cfg = resolve_training_config("multi30k.de-en", "super", yml)
+    assert cfg.compiled_loss is expected
+    assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    bad = tmp_path / "bad.yml"
+    bad.write_text("compiled_loss: sometimes\n")
+    with pytest.raises(HatError, match="compiled_loss"):
+        resolve_training_config("multi30k.de-en", "super", bad)

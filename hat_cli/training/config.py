@@ -67,8 +67,8 @@ class TrainingConfig:
     final_model: str = "last"
     # The label-smoothed loss as one torch.compile'd function over the bf16 logits instead of eager fp32
     # log-probabilities of the logits' size (the same numbers, 1.3x the training speed at 65,536 tokens on an H100;
-    # issue 16, bench/RESULTS.md). None: on for CUDA GPUs. Updates with --distill keep the eager loss (distillation
-    # reads the log-probabilities themselves).
+    # issue 16, bench/RESULTS.md). None: on for CUDA GPUs. With --distill the distillation term is compiled the
+    # same way (from the student's and the teacher's logits).
     compiled_loss: bool | None = None
 
     def __post_init__(self) -> None:
@@ -146,6 +146,10 @@ def _normalise_key(key: str) -> str:
     return _ALIASES.get(name, name)
 
 
+# On/off options whose default (None, or "auto" in a file) lets hat decide by the device.
+_AUTO_SWITCHES = ("compiled_loss",)
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     current = _FIELDS[name].default
     try:
@@ -155,7 +159,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return tuple(float(v) for v in value)
         if name == "precision":
             return None if value in (None, "auto") else str(value)
-        if isinstance(current, bool):
+        if name in _AUTO_SWITCHES and value in (None, "auto"):
+            return None
+        if isinstance(current, bool) or name in _AUTO_SWITCHES:
             if isinstance(value, str):
                 if value.lower() in ("true", "1", "yes"):
                     return True
