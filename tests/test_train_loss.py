@@ -79,3 +79,28 @@ def test_the_loss_written_for_the_compiler_gives_the_same_numbers_and_gradients(
         assert grad.dtype == ref_grad.dtype == torch.bfloat16
         assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)  # bf16 rounding of the same values
         assert not grad[:5].any()  # padding gets no gradient
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_distillation_from_logits_gives_the_same_numbers_and_gradients(compiled):
+    """With the compiled losses the sandwich rule's distillation reads the teacher's bf16 logits instead of fp32
+    probabilities: the same cross entropy and the same student gradients, padding excluded."""
+    from hat_cli.training.loss import (
+        compiled_distillation_loss, distillation_loss, distillation_loss_from_logits, log_probs, teacher_probs,
+    )
+
+    g = torch.Generator().manual_seed(3)
+    fn = compiled_distillation_loss() if compiled else distillation_loss_from_logits
+    for tokens in (29, 50):
+        student = (torch.randn(tokens, 211, generator=g) * 3).to(torch.bfloat16).requires_grad_()
+        teacher = (torch.randn(tokens, 211, generator=g) * 3).to(torch.bfloat16)
+        target = torch.randint(0, 211, (tokens,), generator=g)
+        target[-4:] = 1
+        ref = distillation_loss(log_probs(student), teacher_probs(log_probs(teacher)), target, padding_idx=1)
+        ref_grad, = torch.autograd.grad(ref, student)
+        kd = fn(student, teacher, target, 1)
+        grad, = torch.autograd.grad(kd, student)
+        assert kd.item() == pytest.approx(ref.item(), rel=1e-5)
+        assert grad.dtype == torch.bfloat16
+        assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)
+        assert not grad[-4:].any()

@@ -54,7 +54,8 @@ from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
 from hat_cli.training.loss import (
-    LN2, compiled_smoothed_loss, distillation_loss, label_smoothed_nll_loss, log_probs, smoothed_nll_loss, teacher_probs,
+    LN2, compiled_distillation_loss, compiled_smoothed_loss, distillation_loss, label_smoothed_nll_loss, log_probs,
+    smoothed_nll_loss, teacher_probs,
 )
 from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
@@ -449,6 +450,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
 
     use_compiled_loss = cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda"
     fused_loss = compiled_smoothed_loss() if use_compiled_loss else None
+    fused_distillation = compiled_distillation_loss() if use_compiled_loss and cfg.distill > 0 else None
     validator = Validator(valid_data, cfg, device, precision, dist_ctx, fused_loss)
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
@@ -504,7 +506,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
                 for i, config in enumerate(configs):
                     with autocast:
                         logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-                    if distill == 0 and fused_loss is not None:
+                    if fused_loss is not None:
                         lprobs = None
                         loss, nll = fused_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
                     else:
@@ -513,9 +515,11 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
                     objective = loss
                     if distill > 0:
                         if i == 0:  # the largest SubTransformer teaches the others on this batch
-                            teacher = teacher_probs(lprobs)
+                            # (its bf16 logits with the compiled losses: half the memory of fp32 probabilities)
+                            teacher = logits.detach() if fused_loss is not None else teacher_probs(lprobs)
                         else:
-                            kd = distillation_loss(lprobs, teacher, batch.target, padding_idx)
+                            kd = fused_distillation(logits, teacher, batch.target, padding_idx) if fused_loss is not None \
+                                else distillation_loss(lprobs, teacher, batch.target, padding_idx)
                             objective = (1.0 - distill) * loss + distill * kd
                     scaled = objective * inv_tokens
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()

@@ -67,6 +67,30 @@ def compiled_smoothed_loss():
     return _COMPILED
 
 
+def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
+                                  padding_idx: int = 1) -> torch.Tensor:
+    """:func:`distillation_loss` from the student's and the teacher's logits, without ``[tokens, V]``
+    log-probabilities: since the teacher's probabilities sum to one, ``-sum_v p_v log q_v = lse(z) - sum_v p_v z_v``
+    with ``p = softmax(teacher logits)`` recomputed on the fly. The teacher is only read (detach it first)."""
+    z = logits.reshape(-1, logits.size(-1)).float()
+    t = teacher_logits.reshape(-1, teacher_logits.size(-1)).float()
+    keep = target.reshape(-1).ne(padding_idx)
+    teacher = torch.softmax(t, dim=-1)
+    per_token = torch.logsumexp(z, dim=-1) - (teacher * z).sum(dim=-1)
+    return per_token.masked_fill(~keep, 0.0).sum()
+
+
+_COMPILED_DISTILLATION = None
+
+
+def compiled_distillation_loss():
+    """:func:`distillation_loss_from_logits` compiled once per process, like :func:`compiled_smoothed_loss`."""
+    global _COMPILED_DISTILLATION
+    if _COMPILED_DISTILLATION is None:
+        _COMPILED_DISTILLATION = torch.compile(distillation_loss_from_logits, dynamic=True)
+    return _COMPILED_DISTILLATION
+
+
 def to_base2_per_token(total: float, ntokens: int) -> float:
     """fairseq logs losses per token in bits (divided by ln 2)."""
     return total / max(ntokens, 1) / LN2
