@@ -104,3 +104,29 @@ def test_distillation_from_logits_gives_the_same_numbers_and_gradients(compiled)
         assert grad.dtype == torch.bfloat16
         assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)
         assert not grad[-4:].any()
+
+
+@pytest.mark.slow
+def test_a_failing_compiler_falls_back_to_the_same_loss_and_says_so():
+    """A machine whose C compiler is missing (here: one that does not exist) still gets the loss, from the plain
+    function, and a sentence for the run's warnings; later calls do not try to compile again."""
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+
+    from hat_cli.training.loss import CompiledOrEager, smoothed_loss_from_logits
+
+    torch._dynamo.reset()
+    logits = torch.randn(9, 13, requires_grad=True)
+    target = torch.randint(0, 13, (9,))
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
+        loss = CompiledOrEager(smoothed_loss_from_logits)
+        assert loss.warning() is None
+        first, _ = loss(logits, target, 0.1, 1)
+        assert loss.failure and "compiler" in loss.failure.lower()
+        second, _ = loss(logits, target, 0.1, 1)
+    expected, _ = label_smoothed_nll_loss(logits, target, 0.1, 1)
+    assert first.item() == second.item() == pytest.approx(expected.item(), rel=1e-6)
+    first.backward()  # gradients flow through the fallback
+    assert logits.grad is not None
+    assert "compiled_loss: false" in loss.warning()
+    torch._dynamo.reset()

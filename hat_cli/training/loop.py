@@ -592,6 +592,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
         import torch.distributed as dist
 
         dist.barrier()
+    warnings += [w for w in {f.warning() for f in (fused_loss, fused_distillation) if f is not None} if w]
     averaged, final_from = _load_final_weights(run.config, model, save_dir)
     if averaged or final_from or not valid_loss:
         # Validate what is kept: an average is a new model, an earlier checkpoint has no NLL on record, and

@@ -55,15 +55,43 @@ def smoothed_loss_from_logits(logits: torch.Tensor, target: torch.Tensor, epsilo
     return (1.0 - epsilon) * nll_sum + (epsilon / z.size(-1)) * smooth.sum(), nll_sum
 
 
-_COMPILED = None
+class CompiledOrEager:
+    """``function`` through ``torch.compile`` (dynamic shapes: one compilation serves every batch shape), or the
+    plain function from the first time compiling fails: a GPU machine without a C compiler or Triton trains and
+    scores as before instead of stopping. ``failure`` says what went wrong, for the run's warnings."""
+
+    def __init__(self, function):
+        self.function = function
+        self.compiled = torch.compile(function, dynamic=True)
+        self.failure: str | None = None
+
+    def __call__(self, *args):
+        if self.failure is None:
+            try:
+                return self.compiled(*args)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any compiler failure; the plain function is the same maths
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                self.failure = f"{type(exc).__name__}: {first_line}"
+        return self.function(*args)
+
+    def warning(self) -> str | None:
+        if self.failure is None:
+            return None
+        return (f"compiling the loss failed ({self.failure}); it was computed without compiling, as with "
+                "'compiled_loss: false', which is slower on GPUs.")
 
 
-def compiled_smoothed_loss():
-    """:func:`smoothed_loss_from_logits` compiled once per process (dynamic token counts, so one compilation
-    serves every batch shape); training's ``compiled_loss`` option uses it on GPUs."""
+_COMPILED: CompiledOrEager | None = None
+
+
+def compiled_smoothed_loss() -> CompiledOrEager:
+    """:func:`smoothed_loss_from_logits` compiled once per process; training's ``compiled_loss`` option and the
+    search's bf16 scoring use it on GPUs."""
     global _COMPILED
     if _COMPILED is None:
-        _COMPILED = torch.compile(smoothed_loss_from_logits, dynamic=True)
+        _COMPILED = CompiledOrEager(smoothed_loss_from_logits)
     return _COMPILED
 
 
@@ -80,14 +108,14 @@ def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Te
     return per_token.masked_fill(~keep, 0.0).sum()
 
 
-_COMPILED_DISTILLATION = None
+_COMPILED_DISTILLATION: CompiledOrEager | None = None
 
 
-def compiled_distillation_loss():
+def compiled_distillation_loss() -> CompiledOrEager:
     """:func:`distillation_loss_from_logits` compiled once per process, like :func:`compiled_smoothed_loss`."""
     global _COMPILED_DISTILLATION
     if _COMPILED_DISTILLATION is None:
-        _COMPILED_DISTILLATION = torch.compile(distillation_loss_from_logits, dynamic=True)
+        _COMPILED_DISTILLATION = CompiledOrEager(distillation_loss_from_logits)
     return _COMPILED_DISTILLATION
 
 
