@@ -7,13 +7,18 @@ and the test BLEU within 0.5.
 
     python bench/bench_train_equivalence.py --old ../base --new . --raw DIR_WITH_MULTI30K_RAW --work DIR
 
-Each tree runs as `python -c 'hat_cli.cli.entry.main()'` with PYTHONPATH set to it (a `hat_configs` link to its
-`configs/` is made if the tree is not installed), so the two never share an import.
+Each tree runs as `python -c 'hat_cli.cli.entry.main()'` started *in* that tree (Python puts a `-c` command's
+working directory first on its path, before PYTHONPATH), with a `hat_configs` link to its `configs/` in a
+temporary folder on PYTHONPATH; every run records which `hat_cli` it imported, and the bench stops if a run
+imported the wrong tree. (A first version started both from the caller's directory, so both sides ran the
+caller's tree: the eighth session's first "old against new" numbers were new against new.) Exits 1 when a
+measure is outside its tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -27,22 +32,27 @@ LOSS_TOLERANCE_BITS = 0.02
 BLEU_TOLERANCE = 0.5
 
 
-def hat_command(tree: Path, *args: str) -> tuple[list[str], dict]:
-    """The `hat` command of one code tree, and the environment that makes Python import that tree."""
-    link = tree / "hat_configs"
-    if not link.exists():
-        link.symlink_to("configs")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "HAT_NO_PROGRESS": "1"}
-    code = "import sys; from hat_cli.cli.entry import main; sys.argv[0] = 'hat'; main()"
+def hat_command(tree: Path, links: Path, *args: str) -> tuple[list[str], dict]:
+    """The `hat` command of one code tree (run with the tree as working directory), and its environment."""
+    configs = links / hashlib.sha1(str(tree).encode()).hexdigest()[:10] / "hat_configs"
+    if not configs.exists():
+        configs.parent.mkdir(parents=True, exist_ok=True)
+        configs.symlink_to(tree / "configs")
+    path = [str(tree), str(configs.parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "HAT_NO_PROGRESS": "1"}
+    # The imported package's folder goes to stderr first, so that finish() can check it.
+    code = ("import sys, hat_cli; print('hat_cli from', hat_cli.__path__[0], file=sys.stderr); "
+            "from hat_cli.cli.entry import main; sys.argv[0] = 'hat'; main()")
     return [sys.executable, "-c", code, *args, "--json"], env
 
 
 def start(tree: Path, work: Path, name: str, *args: str) -> subprocess.Popen:
-    command, env = hat_command(tree, *args)
+    command, env = hat_command(tree, work / "links", *args)
     stdout = open(work / f"{name}.json", "w")
     stderr = open(work / f"{name}.err", "w")
-    return subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+    process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=tree)
+    process.tree = tree
+    return process
 
 
 def finish(processes: dict[str, subprocess.Popen], work: Path) -> dict[str, dict]:
@@ -50,9 +60,12 @@ def finish(processes: dict[str, subprocess.Popen], work: Path) -> dict[str, dict
     for name, process in processes.items():
         rc = process.wait()
         text = (work / f"{name}.json").read_text()
+        err = (work / f"{name}.err").read_text()
         if rc != 0 or not text.strip():
-            tail = (work / f"{name}.err").read_text()[-1500:]
-            raise SystemExit(f"{name} failed (exit {rc}):\n{tail}")
+            raise SystemExit(f"{name} failed (exit {rc}):\n{err[-1500:]}")
+        imported = err.splitlines()[0].removeprefix("hat_cli from ").strip() if err else ""
+        if Path(imported).resolve() != (process.tree / "hat_cli").resolve():
+            raise SystemExit(f"{name} imported hat_cli from {imported}, not from {process.tree}.")
         results[name] = json.loads(text)
     return results
 
@@ -114,6 +127,7 @@ def main() -> None:
     (work / "equivalence.txt").write_text(text + "\n")
     (work / "equivalence.json").write_text(json.dumps({"rows": rows, "tokens_per_second": speed, "equivalent": verdict},
                                                       indent=2) + "\n")
+    sys.exit(0 if verdict else 1)
 
 
 if __name__ == "__main__":

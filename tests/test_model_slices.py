@@ -43,6 +43,28 @@ def test_sliced_weights_get_the_same_gradients_as_through_autograd(monkeypatch):
             assert torch.equal(lean[name], plain[name]), name
 
 
+def test_into_a_gradient_that_holds_something_only_the_order_of_additions_differs(monkeypatch):
+    """A second micro-batch (or SubTransformer) of an update adds to .grad: the shared table's two reads are then
+    added one at a time instead of summed first, so the gradients agree to float rounding, not bit for bit."""
+    space = SearchSpace.builtin("space0")
+    torch.manual_seed(0)
+    model = TransformerModel.supertransformer(space.shape, 512, 512, True, dropout=0.0)
+    g = torch.Generator().manual_seed(4)
+    first = tuple(torch.randint(4, 512, (3, n), generator=g) for n in (9, 7, 7))
+    second = tuple(torch.randint(4, 512, (2, n), generator=g) for n in (6, 8, 8))
+    config = space.sample(random.Random(5))
+    accumulated = {}
+    for lean in (False, True):
+        _gradients(model, config, first, monkeypatch, lean)  # zeroes, then the first micro-batch
+        src, prev, target = second
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, _ = label_smoothed_nll_loss(model(src, prev, config), target, 0.1)
+        loss.backward()  # adds to the gradients of the first
+        accumulated[lean] = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    for name, plain in accumulated[False].items():
+        assert torch.allclose(accumulated[True][name], plain, rtol=1e-5, atol=1e-7), name
+
+
 def test_the_lean_path_is_taken_only_where_it_changes_something():
     weight = torch.nn.Parameter(torch.randn(6, 5))
     # fp32 without autocast: the plain view, autograd as usual

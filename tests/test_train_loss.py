@@ -79,6 +79,8 @@ def test_the_loss_written_for_the_compiler_gives_the_same_numbers_and_gradients(
         assert grad.dtype == ref_grad.dtype == torch.bfloat16
         assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)  # bf16 rounding of the same values
         assert not grad[:5].any()  # padding gets no gradient
+    if compiled:
+        assert fn.failure is None  # compiled indeed, not the fallback
 
 
 @pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
@@ -104,6 +106,8 @@ def test_distillation_from_logits_gives_the_same_numbers_and_gradients(compiled)
         assert grad.dtype == torch.bfloat16
         assert torch.allclose(grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-4)
         assert not grad[-4:].any()
+    if compiled:
+        assert fn.failure is None
 
 
 @pytest.mark.slow
@@ -130,3 +134,15 @@ def test_a_failing_compiler_falls_back_to_the_same_loss_and_says_so():
     assert logits.grad is not None
     assert "compiled_loss: false" in loss.warning()
     torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_a_callers_error_is_raised_not_taken_for_a_compiler_failure():
+    from hat_cli.training.loss import CompiledOrEager, smoothed_loss_from_logits
+
+    loss = CompiledOrEager(smoothed_loss_from_logits)
+    with pytest.raises(RuntimeError):
+        loss(torch.randn(5, 7), torch.randint(0, 7, (6,)), 0.1, 1)  # 6 targets for 5 rows
+    assert loss.failure is None  # still compiling for the next, correct call
+    value, _ = loss(torch.randn(5, 7), torch.randint(0, 7, (5,)), 0.1, 1)
+    assert torch.isfinite(value) and loss.failure is None

@@ -5,7 +5,13 @@ the slice's bf16 gradient back to fp32, writes it into a zero tensor of W's *ful
 slicing) and adds that tensor to ``W.grad``: three kernels, two of them over the whole super-sized tensor,
 for each of the ~130 weight reads of a SuperTransformer update. :func:`matmul_slice` casts in the forward
 and, in the backward, adds the gradient straight into the slice of ``W.grad``: one kernel. The numbers are
-the same (a bf16 gradient added to fp32 zeros is exact either way).
+the same sums, possibly added in another order: where one forward reads a weight twice (the shared embedding
+table: the embedding lookups and the output projection), autograd summed the two gradients before adding them
+to ``.grad``, and here each is added in turn. Into a zero ``.grad`` that is exact; once ``.grad`` holds something
+(a later micro-batch or SubTransformer of the same update) the last bits can differ.
+
+The backward writes ``.grad`` itself, which training's gradient buffer (loop.FlatGradients) expects; it is not
+for ``torch.autograd.grad``, gradient hooks on the weight or double backward.
 
 Only used where it changes something: with gradients on, under autocast to another dtype. Elsewhere the
 plain slice is returned and autocast casts it as before.
@@ -17,6 +23,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 class _CastSlice(torch.autograd.Function):
@@ -26,6 +33,7 @@ class _CastSlice(torch.autograd.Function):
         return weight[index].to(dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         weight = ctx.weight
         if weight.grad is None:

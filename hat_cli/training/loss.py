@@ -55,6 +55,16 @@ def smoothed_loss_from_logits(logits: torch.Tensor, target: torch.Tensor, epsilo
     return (1.0 - epsilon) * nll_sum + (epsilon / z.size(-1)) * smooth.sum(), nll_sum
 
 
+def _compiler_failures() -> tuple[type[BaseException], ...]:
+    """What a broken or missing compiler raises (no C compiler, no Triton, a GPU too old for Triton): inductor
+    wraps its errors in BackendCompilerFailed (InductorError); the rest name the missing tool."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor import exc
+
+    names = ("CppCompileError", "InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton")
+    return (BackendCompilerFailed, *(getattr(exc, name) for name in names if hasattr(exc, name)))
+
+
 class CompiledOrEager:
     """``function`` through ``torch.compile`` (dynamic shapes: one compilation serves every batch shape), or the
     plain function from the first time compiling fails: a GPU machine without a C compiler or Triton trains and
@@ -69,9 +79,7 @@ class CompiledOrEager:
         if self.failure is None:
             try:
                 return self.compiled(*args)
-            except torch.OutOfMemoryError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any compiler failure; the plain function is the same maths
+            except _compiler_failures() as exc:  # only the compiler's own failures: a caller's error is raised
                 first_line = (str(exc).strip().splitlines() or [""])[0][:300]
                 self.failure = f"{type(exc).__name__}: {first_line}"
         return self.function(*args)
