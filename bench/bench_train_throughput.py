@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -142,7 +141,7 @@ def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_e
     cfg = resolve_training_config("wmt14.en-de", "super", cli_overrides=dict(
         max_updates=updates, warmup_updates=min(10, updates - 1), max_tokens=max_tokens, update_freq=args.update_freq,
         precision=args.precision, log_every=log_every, validate_every=10**9, save_interval_updates=10**9, keep_last=1,
-        compiled_loss=False if args.eager_loss else None))
+        compiled_loss=False if args.eager_loss else None, sampling=args.sampling, distill=args.distill))
     space = SearchSpace.from_yaml(args.space) if args.space.endswith((".yml", ".yaml")) else SearchSpace.builtin(args.space)
     run = TrainRun(task=task, kind="super", data_dir=data, save_dir=save, config=cfg, space=space, device=args.device,
                    resume=False)
@@ -170,8 +169,12 @@ def mean_flops(space, cfg, data_dir: Path, vocab: int, updates: int) -> float:
     # length-bucketed batches pad little: mean lengths weighted by tokens approximate the padded lengths
     src_len, tgt_len = float((src * src).sum() / src.sum()), float((tgt * tgt).sum() / tgt.sum())
     ratio = float(src.sum() / tgt.sum())
-    flops = [matmul_flops_per_target_token(space.sample(random.Random(cfg.arch_seed_offset + u)), space.shape, vocab,
-                                           src_len, tgt_len, ratio) for u in range(updates)]
+    from hat_cli.training.sampling import update_architectures
+
+    # Every SubTransformer of an update (several with the sandwich rule) trains on the update's tokens.
+    flops = [sum(matmul_flops_per_target_token(config, space.shape, vocab, src_len, tgt_len, ratio)
+                 for config in update_architectures(space, cfg.sampling, u, cfg.arch_seed_offset, cfg.sandwich_random))
+             for u in range(updates)]
     return float(np.mean(flops))
 
 
@@ -227,6 +230,9 @@ def main() -> None:
     parser.add_argument("--profile-updates", type=int, default=6)
     parser.add_argument("--profile-max-tokens", type=int, default=65536)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--sampling", default="random", choices=["random", "sandwich"],
+                        help="SubTransformers per update: HAT's one random (default) or the sandwich rule")
+    parser.add_argument("--distill", type=float, default=0.0, help="with --sampling sandwich: in-place distillation weight")
     parser.add_argument("--eager-loss", action="store_true",
                         help="training's compiled_loss off (by default it is on for GPUs): the eager fp32 loss, for an A/B")
     parser.add_argument("--peak-tflops", type=float, default=None,
@@ -271,6 +277,8 @@ def main() -> None:
 
     header = f"{'max-tokens':>10} {'upd-freq':>8} {'prec':>5} {'target tok/s':>13} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>8}"
     variant = "eager loss" if args.eager_loss or device == "cpu" else "compiled loss"
+    if args.sampling != "random":
+        variant += f", {args.sampling} sampling, distill {args.distill:g}"
     lines = [f"device: {device}, space {args.space}, vocab {args.vocab}, {args.updates} updates per setting "
              f"(median of {args.log_every}-update windows after the first), {variant}, "
              f"MFU of {args.peak_tflops:.0f} TFLOP/s bf16", header]
