@@ -62,10 +62,10 @@ def test_the_loss_written_for_the_compiler_gives_the_same_numbers_and_gradients(
     """`compiled_loss: true` (GPU only in training) computes the loss without fp32 log-probabilities; here the
     same expression, eager and through torch.compile, against the eager loss training uses by default, on bf16
     logits as autocast hands them over, with padding."""
-    from hat_cli.training.loss import compiled_smoothed_loss, smoothed_loss_from_logits
+    from hat_cli.training.loss import training_losses
 
     g = torch.Generator().manual_seed(2)
-    fn = compiled_smoothed_loss() if compiled else smoothed_loss_from_logits
+    fn = training_losses(compiled)[0]
     for tokens in (37, 64):  # two batch shapes: one compilation serves both (dynamic shapes)
         logits = (torch.randn(tokens, 301, generator=g) * 4).to(torch.bfloat16).requires_grad_()
         target = torch.randint(0, 301, (tokens,), generator=g)
@@ -87,18 +87,19 @@ def test_the_loss_written_for_the_compiler_gives_the_same_numbers_and_gradients(
 def test_distillation_from_logits_gives_the_same_numbers_and_gradients(compiled):
     """With the compiled losses the sandwich rule's distillation reads the teacher's bf16 logits instead of fp32
     probabilities: the same cross entropy and the same student gradients, padding excluded."""
-    from hat_cli.training.loss import (
-        compiled_distillation_loss, distillation_loss, distillation_loss_from_logits, log_probs, teacher_probs,
-    )
+    from hat_cli.training.loss import training_losses
 
     g = torch.Generator().manual_seed(3)
-    fn = compiled_distillation_loss() if compiled else distillation_loss_from_logits
+    fn = training_losses(compiled)[1]
     for tokens in (29, 50):
         student = (torch.randn(tokens, 211, generator=g) * 3).to(torch.bfloat16).requires_grad_()
         teacher = (torch.randn(tokens, 211, generator=g) * 3).to(torch.bfloat16)
         target = torch.randint(0, 211, (tokens,), generator=g)
         target[-4:] = 1
-        ref = distillation_loss(log_probs(student), teacher_probs(log_probs(teacher)), target, padding_idx=1)
+        # the eager reference: fp32 log-probabilities of the student against the teacher's probabilities
+        keep = target.ne(1)
+        per_token = -(torch.softmax(teacher.float(), -1) * torch.log_softmax(student.float(), -1)).sum(-1)
+        ref = per_token.masked_fill(~keep, 0.0).sum()
         ref_grad, = torch.autograd.grad(ref, student)
         kd = fn(student, teacher, target, 1)
         grad, = torch.autograd.grad(kd, student)

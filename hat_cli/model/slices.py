@@ -47,14 +47,11 @@ def matmul_slice(weight: Optional[Tensor], *bounds: slice) -> Optional[Tensor]:
     """``weight[bounds]`` as a matmul under the current autocast will read it (see the module's docstring)."""
     if weight is None:
         return None
-    device_type = weight.device.type
-    if (
-        torch.is_grad_enabled()
-        and weight.requires_grad
-        and weight.is_leaf
-        and torch.is_autocast_enabled(device_type)
-    ):
-        dtype = torch.get_autocast_dtype(device_type)
-        if dtype != weight.dtype:
-            return _CastSlice.apply(weight, bounds, dtype)
+    # Gradients first: decoding (no gradients) calls this for every weight at every step, and returns at once.
+    if torch.is_grad_enabled() and weight.requires_grad and weight.is_leaf:
+        device_type = weight.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            if dtype != weight.dtype:
+                return _CastSlice.apply(weight, bounds, dtype)
     return weight[bounds]

@@ -28,7 +28,7 @@ import torch
 from hat_cli.core.errors import HatError
 from hat_cli.data.batching import collate, token_batches
 from hat_cli.model.space import SubTransformerConfig
-from hat_cli.training.loss import compiled_smoothed_loss, label_smoothed_nll_loss
+from hat_cli.training.loss import compile_warning, label_smoothed_nll_loss, training_losses
 
 PRECISIONS = ("bf16", "fp32")
 LABEL_SMOOTHING = 0.1  # HAT's criterion setting for every task (docs/METHOD.md §3.1)
@@ -120,7 +120,11 @@ class ValidationLoss:
         # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
         if fused_loss is None:
             fused_loss = self.autocast and self.device.type == "cuda"
-        self.loss_function = compiled_smoothed_loss() if fused_loss else label_smoothed_nll_loss
+        self.loss_function = training_losses(compiled=True)[0] if fused_loss else label_smoothed_nll_loss
+
+    def compile_warning(self) -> str | None:
+        """A sentence for the search's log if compiling the loss failed (it was then computed uncompiled)."""
+        return compile_warning(self.loss_function)
 
     @classmethod
     def fp32_copy(cls, other: "ValidationLoss", model) -> "ValidationLoss":

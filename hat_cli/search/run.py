@@ -210,7 +210,7 @@ def _search_and_write(request: SearchRequest, algorithm: SearchAlgorithm, progre
     problem = SearchProblem(space, fitness.score, predict, search_budget, min_latency, known, on_iteration, on_scored)
     result = algorithm.search(problem)
     search_seconds = time.perf_counter() - search_started
-    compiler_warning = getattr(fitness.score.loss_function, "warning", lambda: None)()
+    compiler_warning = fitness.score.compile_warning()
     if compiler_warning:
         log(f"warning: {compiler_warning}")
     fitness_settings = {"precision": fitness.precision, "device": str(fitness.device), "max_tokens": fitness.max_tokens,

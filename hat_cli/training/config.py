@@ -65,10 +65,10 @@ class TrainingConfig:
     average_last: int = 0  # > 0: the final model is the average of the last N checkpoints
     # "best": the final model is the kept checkpoint with the lowest validation loss (small corpora overfit)
     final_model: str = "last"
-    # The label-smoothed loss as one torch.compile'd function over the bf16 logits instead of eager fp32
-    # log-probabilities of the logits' size (the same numbers, 1.3x the training speed at 65,536 tokens on an H100;
-    # issue 16, bench/RESULTS.md). None: on for CUDA GPUs. With --distill the distillation term is compiled the
-    # same way (from the student's and the teacher's logits).
+    # The label-smoothed loss (and with --distill the distillation term) computed from the logits by one
+    # torch.compile'd function, which never writes fp32 tensors of the logits' size (1.3x the training speed at
+    # 65,536 tokens on an H100; issue 16, bench/RESULTS.md); off, the same functions run uncompiled.
+    # None: on for CUDA GPUs.
     compiled_loss: bool | None = None
 
     def __post_init__(self) -> None:

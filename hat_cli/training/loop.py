@@ -53,10 +53,7 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
-from hat_cli.training.loss import (
-    LN2, compiled_distillation_loss, compiled_smoothed_loss, distillation_loss, label_smoothed_nll_loss, log_probs,
-    smoothed_nll_loss, teacher_probs,
-)
+from hat_cli.training.loss import LN2, compile_warning, label_smoothed_nll_loss, training_losses
 from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
 
@@ -448,10 +445,9 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
             warnings.append(f"--no-resume: the earlier run in {save_dir} (its checkpoints, final model and log) was moved "
                             f"to {moved}; nothing was deleted.")
 
-    use_compiled_loss = cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda"
-    fused_loss = compiled_smoothed_loss() if use_compiled_loss else None
-    fused_distillation = compiled_distillation_loss() if use_compiled_loss and cfg.distill > 0 else None
-    validator = Validator(valid_data, cfg, device, precision, dist_ctx, fused_loss)
+    smoothed_loss, distillation_loss = training_losses(
+        cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda")
+    validator = Validator(valid_data, cfg, device, precision, dist_ctx, smoothed_loss)
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
     autocast = autocast_context(precision, device)
@@ -506,26 +502,19 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
                 for i, config in enumerate(configs):
                     with autocast:
                         logits = model(batch.src_tokens, batch.prev_output_tokens, config)
-                    if fused_loss is not None:
-                        lprobs = None
-                        loss, nll = fused_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
-                    else:
-                        lprobs = log_probs(logits)
-                        loss, nll = smoothed_nll_loss(lprobs, batch.target, cfg.label_smoothing, padding_idx)
+                    loss, nll = smoothed_loss(logits, batch.target, cfg.label_smoothing, padding_idx)
                     objective = loss
                     if distill > 0:
-                        if i == 0:  # the largest SubTransformer teaches the others on this batch
-                            # (its bf16 logits with the compiled losses: half the memory of fp32 probabilities)
-                            teacher = logits.detach() if fused_loss is not None else teacher_probs(lprobs)
+                        if i == 0:  # the largest SubTransformer teaches the others on this batch (its logits)
+                            teacher = logits.detach()
                         else:
-                            kd = fused_distillation(logits, teacher, batch.target, padding_idx) if fused_loss is not None \
-                                else distillation_loss(lprobs, teacher, batch.target, padding_idx)
+                            kd = distillation_loss(logits, teacher, batch.target, padding_idx)
                             objective = (1.0 - distill) * loss + distill * kd
                     scaled = objective * inv_tokens
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
                     window_loss += loss.detach() / len(configs)
                     window_nll += nll.detach() / len(configs)
-                    del logits, lprobs, loss, nll, scaled, objective
+                    del logits, loss, nll, scaled, objective
                 del teacher
             if dist_ctx.world_size > 1:
                 grads.all_reduce_()
@@ -592,7 +581,8 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
         import torch.distributed as dist
 
         dist.barrier()
-    warnings += [w for w in {f.warning() for f in (fused_loss, fused_distillation) if f is not None} if w]
+    if compile_warning(smoothed_loss, distillation_loss):
+        warnings.append(compile_warning(smoothed_loss, distillation_loss))
     averaged, final_from = _load_final_weights(run.config, model, save_dir)
     if averaged or final_from or not valid_loss:
         # Validate what is kept: an average is a new model, an earlier checkpoint has no NLL on record, and

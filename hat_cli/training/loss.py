@@ -6,7 +6,9 @@ The caller divides by the number of target tokens of the whole update (all micro
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,21 +16,14 @@ import torch.nn.functional as F
 LN2 = math.log(2.0)
 
 
-def log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """``[tokens, V]`` log-probabilities in float32, like fairseq's ``get_normalized_probs``, whatever
-    autocast produced. Computed once per forward pass: the training loss and distillation both read it."""
-    return F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
-
-
 def label_smoothed_nll_loss(logits: torch.Tensor, target: torch.Tensor, epsilon: float,
                             padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(loss, nll_loss)``, both summed over the non-pad tokens of ``target``; ``logits`` is ``[..., V]``."""
-    return smoothed_nll_loss(log_probs(logits), target, epsilon, padding_idx)
+    """Return ``(loss, nll_loss)``, both summed over the non-pad tokens of ``target``; ``logits`` is ``[..., V]``.
 
-
-def smoothed_nll_loss(lprobs: torch.Tensor, target: torch.Tensor, epsilon: float,
-                      padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`label_smoothed_nll_loss` from the :func:`log_probs` of the logits."""
+    The reference, as fairseq computes it: float32 log-probabilities of the logits (``get_normalized_probs``),
+    whatever autocast produced. The search's exact fp32 scoring uses it; training uses
+    :func:`smoothed_loss_from_logits`, the same quantity."""
+    lprobs = F.log_softmax(logits.reshape(-1, logits.size(-1)), dim=-1, dtype=torch.float32)
     target = target.reshape(-1, 1)
     keep = target.ne(padding_idx)
     # Pad positions are gathered at a valid index and masked out, so no data-dependent shapes (no host sync).
@@ -43,7 +38,7 @@ def smoothed_loss_from_logits(logits: torch.Tensor, target: torch.Tensor, epsilo
                               padding_idx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`label_smoothed_nll_loss` written without the ``[tokens, V]`` log-probabilities: per token
     ``-log p_y = lse - z_y`` and ``-sum_v log p_v = V * lse - sum_v z_v``. The same numbers; written so that
-    ``torch.compile`` can fuse it into a few passes over the bf16 logits (see :func:`compiled_smoothed_loss`)
+    ``torch.compile`` can fuse it into a few passes over the bf16 logits (see :func:`training_losses`)
     where the eager version writes and reads fp32 tensors of the logits' size several times."""
     z = logits.reshape(-1, logits.size(-1)).float()
     target = target.reshape(-1)
@@ -91,21 +86,10 @@ class CompiledOrEager:
                 "'compiled_loss: false', which is slower on GPUs.")
 
 
-_COMPILED: CompiledOrEager | None = None
-
-
-def compiled_smoothed_loss() -> CompiledOrEager:
-    """:func:`smoothed_loss_from_logits` compiled once per process; training's ``compiled_loss`` option and the
-    search's bf16 scoring use it on GPUs."""
-    global _COMPILED
-    if _COMPILED is None:
-        _COMPILED = CompiledOrEager(smoothed_loss_from_logits)
-    return _COMPILED
-
-
 def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
                                   padding_idx: int = 1) -> torch.Tensor:
-    """:func:`distillation_loss` from the student's and the teacher's logits, without ``[tokens, V]``
+    """In-place distillation (sampling.py's sandwich rule): the student's cross entropy against the teacher's
+    predicted distribution, summed over non-pad target tokens, from both logits and without ``[tokens, V]``
     log-probabilities: since the teacher's probabilities sum to one, ``-sum_v p_v log q_v = lse(z) - sum_v p_v z_v``
     with ``p = softmax(teacher logits)`` recomputed on the fly. The teacher is only read (detach it first)."""
     z = logits.reshape(-1, logits.size(-1)).float()
@@ -116,32 +100,24 @@ def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Te
     return per_token.masked_fill(~keep, 0.0).sum()
 
 
-_COMPILED_DISTILLATION: CompiledOrEager | None = None
+@functools.cache
+def _compiled(function) -> CompiledOrEager:
+    return CompiledOrEager(function)  # once per process and function: one compilation serves every batch shape
 
 
-def compiled_distillation_loss() -> CompiledOrEager:
-    """:func:`distillation_loss_from_logits` compiled once per process, like :func:`compiled_smoothed_loss`."""
-    global _COMPILED_DISTILLATION
-    if _COMPILED_DISTILLATION is None:
-        _COMPILED_DISTILLATION = CompiledOrEager(distillation_loss_from_logits)
-    return _COMPILED_DISTILLATION
+def training_losses(compiled: bool) -> tuple[Callable, Callable]:
+    """(label-smoothed loss, distillation loss), both from logits: compiled (training's ``compiled_loss``, the
+    search's bf16 scoring on GPUs) or the plain functions, which compute the same quantities eagerly."""
+    if compiled:
+        return _compiled(smoothed_loss_from_logits), _compiled(distillation_loss_from_logits)
+    return smoothed_loss_from_logits, distillation_loss_from_logits
+
+
+def compile_warning(*functions) -> str | None:
+    """The sentence for a run's warnings when compiling one of these loss functions failed."""
+    return next((f.warning() for f in functions if isinstance(f, CompiledOrEager) and f.failure), None)
 
 
 def to_base2_per_token(total: float, ntokens: int) -> float:
     """fairseq logs losses per token in bits (divided by ln 2)."""
     return total / max(ntokens, 1) / LN2
-
-
-# In-place distillation (sampling.py's sandwich rule): the largest SubTransformer teaches the others.
-def teacher_probs(lprobs: torch.Tensor) -> torch.Tensor:
-    """The teacher's probabilities from its :func:`log_probs`, detached: computed once per batch, read by every student."""
-    return lprobs.detach().exp()
-
-
-def distillation_loss(lprobs: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor,
-                      padding_idx: int = 1) -> torch.Tensor:
-    """Cross entropy of the student (its :func:`log_probs`) against the teacher's probabilities, summed over
-    non-pad target tokens."""
-    keep = target.reshape(-1).ne(padding_idx)
-    per_token = -(teacher * lprobs).sum(dim=-1)
-    return per_token.masked_fill(~keep, 0.0).sum()
