@@ -1,5 +1,7 @@
 """What one search candidate's score costs on a GPU: `hat search`'s scorer on newstest2013 (random `space0` weights,
-the data `bench_search_wmt.py` builds), with the eager loss and with the compiled one, at two batch sizes.
+the data `bench_search_wmt.py` builds), at two batch sizes, in four variants, each adding one change: the eager
+loss under autocast (as before issue 16), the compiled loss, compiled residual LayerNorms (the default), and pure
+bf16 (no autocast: the residual stream in bf16 too).
 
     python bench/bench_search_scoring.py --out DIR [--candidates 8] [--max-tokens 16384 65536]
 
@@ -47,8 +49,12 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name()}, {len(probe)} random space0 candidates, newstest2013 en-de")
     for size in args.max_tokens:
         valid = prepare_validation(data, size, "cuda", None)
-        for fused in (False, True):
-            scorer = ValidationLoss(model, valid, "bf16", fused_loss=fused)
+        variants = {"eager": dict(fused_loss=False, compiled_norms=False),
+                    "compiled-loss": dict(fused_loss=True, compiled_norms=False),
+                    "compiled-norms": dict(fused_loss=True, compiled_norms=True),
+                    "pure-bf16": dict(fused_loss=True, compiled_norms=True, pure_bf16=True)}
+        for loss, settings in variants.items():
+            scorer = ValidationLoss(model, valid, "bf16", **settings)
             scorer(probe[:2])  # warm-up (and the compilation)
             torch.cuda.synchronize()
             started = time.perf_counter()
@@ -61,8 +67,7 @@ def main() -> None:
             events = prof.key_averages()
             busy = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
             launches = sum(e.count for e in events if "LaunchKernel" in e.key)
-            loss = "compiled" if fused else "eager"
-            print(f"max-tokens {size}, {loss} loss: {ms:.1f} ms per candidate, {busy / half / 1e3:.1f} ms of kernels, "
+            print(f"max-tokens {size}, {loss}: {ms:.1f} ms per candidate, {busy / half / 1e3:.1f} ms of kernels, "
                   f"{launches / half:.0f} launches", flush=True)
             (args.out / f"prof_{size}_{loss}.txt").write_text(events.table(sort_by="self_device_time_total", row_limit=25))
 

@@ -56,6 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--fp32-all", action="store_true", help="re-score every explored candidate in fp32 (slow)")
     p.add_argument("--sweep-max-tokens", default=None,
                    help="comma list of batch sizes (tokens) timed on 4 candidates before the search, e.g. 8192,16384,32768")
+    p.add_argument("--pure-bf16", action="store_true", help="score without autocast: the residual stream in bf16 too")
     p.add_argument("--mini", action="store_true", help="CPU-sized run: a 6 x 2 search on 16 sentences")
     args = p.parse_args(argv)
     if args.mini:
@@ -212,7 +213,7 @@ def main(argv=None):
     sync()
     collate_seconds = time.perf_counter() - t0
     precision = "bf16" if cuda else "fp32"
-    fitness = ValidationLoss(model, valid, precision)
+    fitness = ValidationLoss(model, valid, precision, pure_bf16=args.pure_bf16)
     fitness_fp32 = ValidationLoss(model_fp32, valid, "fp32")
 
     rng = random.Random(1234)

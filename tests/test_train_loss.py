@@ -118,13 +118,14 @@ def test_a_failing_compiler_falls_back_to_the_same_loss_and_says_so():
     import torch._dynamo
     import torch._inductor.config as inductor_config
 
-    from hat_cli.training.loss import CompiledOrEager, smoothed_loss_from_logits
+    from hat_cli.core.compiled import CompiledOrEager
+    from hat_cli.training.loss import smoothed_loss_from_logits
 
     torch._dynamo.reset()
     logits = torch.randn(9, 13, requires_grad=True)
     target = torch.randint(0, 13, (9,))
     with inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False}):
-        loss = CompiledOrEager(smoothed_loss_from_logits)
+        loss = CompiledOrEager(smoothed_loss_from_logits, "the loss", "compiled_loss")
         assert loss.warning() is None
         first, _ = loss(logits, target, 0.1, 1)
         assert loss.failure and "compiler" in loss.failure.lower()
@@ -139,9 +140,10 @@ def test_a_failing_compiler_falls_back_to_the_same_loss_and_says_so():
 
 @pytest.mark.slow
 def test_a_callers_error_is_raised_not_taken_for_a_compiler_failure():
-    from hat_cli.training.loss import CompiledOrEager, smoothed_loss_from_logits
+    from hat_cli.core.compiled import CompiledOrEager
+    from hat_cli.training.loss import smoothed_loss_from_logits
 
-    loss = CompiledOrEager(smoothed_loss_from_logits)
+    loss = CompiledOrEager(smoothed_loss_from_logits, "the loss", "compiled_loss")
     with pytest.raises(RuntimeError):
         loss(torch.randn(5, 7), torch.randint(0, 7, (6,)), 0.1, 1)  # 6 targets for 5 rows
     assert loss.failure is None  # still compiling for the next, correct call

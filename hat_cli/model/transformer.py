@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hat_cli.core.compiled import compiled
 from hat_cli.model.slices import matmul_slice
 from hat_cli.model.space import SubTransformerConfig, SuperShape
 
@@ -171,6 +172,23 @@ class LayerNorm(nn.Module):
     def forward(self, x: Tensor, dim: int) -> Tensor:
         return F.layer_norm(x, (dim,), self.weight[:dim], self.bias[:dim], 1e-5)
 
+    def after_residual(self, x: Tensor, h: Tensor, p: float, drop: "Dropouts", dim: int) -> Tensor:
+        """The step after every sublayer: ``norm(x + dropout(h, p))``, compiled into one kernel (forward and
+        backward) when ``drop.compiled_norms`` asks for it; otherwise the same three operations as written."""
+        residual_norm = _compiled_residual_norm() if drop.compiled_norms else _residual_norm
+        # No dropout, no dropout rate: a compiled function is specialised per rate, and eval needs no second one.
+        return residual_norm(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim])
+
+
+def _residual_norm(x: Tensor, h: Tensor, p: float, training: bool, weight: Tensor, bias: Tensor) -> Tensor:
+    return F.layer_norm(x + F.dropout(h, p, training), (weight.size(0),), weight, bias, 1e-5)
+
+
+def _compiled_residual_norm():
+    # Under autocast (training) x is fp32 and h bf16: eager, that is three kernels forward and more backward,
+    # each reading and writing the whole activation; compiled, one each way (issue 16).
+    return compiled(_residual_norm, "the residual LayerNorm", "compiled_norms")
+
 
 class Attention(nn.Module):
     """HAT's MultiheadAttentionSuper: q/k/v always project to qkv_dim features; heads only split them.
@@ -245,11 +263,11 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor], dim: int, ffn: int, heads: int, drop: "Dropouts") -> Tensor:
         q, k, v = self.self_attn.project_self(x, dim)
         h = self.self_attn.attend(q, k, v, heads, dim, mask=mask, dropout=drop.attention)
-        x = self.self_attn_layer_norm(x + F.dropout(h, drop.encoder_self_attn_residual, drop.training), dim)
+        x = self.self_attn_layer_norm.after_residual(x, h, drop.encoder_self_attn_residual, drop, dim)
         h = F.relu(self.fc1(x, ffn, dim))
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
-        return self.final_layer_norm(x + F.dropout(h, drop.residual, drop.training), dim)
+        return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
 
 
 class DecoderLayer(nn.Module):
@@ -285,7 +303,7 @@ class DecoderLayer(nn.Module):
             h = self.self_attn.attend(q, k, v, self_heads, dim, dropout=drop.attention)
         else:
             h = self.self_attn.attend(q, k, v, self_heads, dim, causal=True, dropout=drop.attention)
-        x = self.self_attn_layer_norm(x + F.dropout(h, drop.residual, drop.training), dim)
+        x = self.self_attn_layer_norm.after_residual(x, h, drop.residual, drop, dim)
 
         q = self.encoder_attn.project_query(x, dim)
         if layer_cache is not None and "enc_k" in layer_cache:
@@ -296,23 +314,25 @@ class DecoderLayer(nn.Module):
             if layer_cache is not None:  # the encoder side is static: project it once per sentence
                 layer_cache["enc_k"], layer_cache["enc_v"] = k, v
         h = self.encoder_attn.attend(q, k, v, ende_heads, dim, mask=memory.mask, dropout=drop.attention)
-        x = self.encoder_attn_layer_norm(x + F.dropout(h, drop.residual, drop.training), dim)
+        x = self.encoder_attn_layer_norm.after_residual(x, h, drop.residual, drop, dim)
 
         h = F.relu(self.fc1(x, ffn, dim))
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
-        return self.final_layer_norm(x + F.dropout(h, drop.residual, drop.training), dim)
+        return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
 
 
 @dataclass
 class Dropouts:
-    """Effective dropout rates of one forward pass (HAT scales them by sample/super width, docs/METHOD.md §2.5)."""
+    """Effective dropout rates of one forward pass (HAT scales them by sample/super width, docs/METHOD.md §2.5),
+    and whether its residual steps run compiled (``TransformerModel.compiled_norms``)."""
 
     training: bool
     residual: float
     activation: float
     attention: float
     encoder_self_attn_residual: float
+    compiled_norms: bool = False
 
 
 # ------------------------------------------------------------------------------------- encoder output
@@ -427,6 +447,8 @@ class TransformerModel(nn.Module):
         self.padding_idx = padding_idx
         # HAT leaves the encoder self-attention residual dropout unscaled (docs/METHOD.md §2.5).
         self.hat_dropout_quirk = hat_dropout_quirk
+        # Set by training and the search on GPUs (their compiled_norms switch); not part of the model's state.
+        self.compiled_norms = False
 
         # One shared table serves both sides, so it must be as wide as the wider of the two.
         shared_width = max(dims.encoder_embed_dim, dims.decoder_embed_dim)
@@ -516,6 +538,7 @@ class TransformerModel(nn.Module):
             activation=self.activation_dropout * scale,
             attention=self.attention_dropout if self.training else 0.0,
             encoder_self_attn_residual=self.dropout if self.hat_dropout_quirk else residual,
+            compiled_norms=self.compiled_norms,
         )
 
     def encode(self, src_tokens: Tensor, config: Optional[SubTransformerConfig] = None) -> EncoderOutput:

@@ -28,7 +28,8 @@ import torch
 from hat_cli.core.errors import HatError
 from hat_cli.data.batching import collate, token_batches
 from hat_cli.model.space import SubTransformerConfig
-from hat_cli.training.loss import compile_warning, label_smoothed_nll_loss, training_losses
+from hat_cli.core.compiled import compile_warnings
+from hat_cli.training.loss import label_smoothed_nll_loss, training_losses
 
 PRECISIONS = ("bf16", "fp32")
 LABEL_SMOOTHING = 0.1  # HAT's criterion setting for every task (docs/METHOD.md §3.1)
@@ -103,7 +104,7 @@ class ValidationLoss:
     """``fitness(configs) -> list of losses`` (bits per target token), one batched pass per config."""
 
     def __init__(self, model, valid: ValidationSet, precision: str = "bf16", epsilon: float = LABEL_SMOOTHING,
-                 fused_loss: bool | None = None):
+                 fused_loss: bool | None = None, compiled_norms: bool | None = None, pure_bf16: bool = False):
         if precision not in PRECISIONS:
             raise HatError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'.")
         self.valid = valid
@@ -111,20 +112,23 @@ class ValidationLoss:
         self.epsilon = epsilon
         self.device = valid.device
         # bf16 = weights cast once + autocast (CPU too when asked for; the CPU default is fp32).
-        self.autocast = precision == "bf16"
-        weights_dtype = torch.bfloat16 if self.autocast else torch.float32
+        bf16 = precision == "bf16"
+        self.autocast = bf16 and not pure_bf16
+        weights_dtype = torch.bfloat16 if bf16 else torch.float32
         # Module.to works in place: the caller's model is converted (pass a separate copy to compare modes).
         self.model = model.to(device=self.device, dtype=weights_dtype).eval()
+        fast = bf16 and self.device.type == "cuda"
+        self.model.compiled_norms = fast if compiled_norms is None else compiled_norms
         self.evaluations = 0
         # bf16 on a GPU: the loss straight from the bf16 logits in one compiled pass (training/loss.py), not
         # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
         if fused_loss is None:
-            fused_loss = self.autocast and self.device.type == "cuda"
+            fused_loss = fast
         self.loss_function = training_losses(compiled=True)[0] if fused_loss else label_smoothed_nll_loss
 
     def compile_warning(self) -> str | None:
-        """A sentence for the search's log if compiling the loss failed (it was then computed uncompiled)."""
-        return compile_warning(self.loss_function)
+        """A sentence for the search's log if compiling failed (the loss or the norms were computed uncompiled)."""
+        return " ".join(compile_warnings()) or None
 
     @classmethod
     def fp32_copy(cls, other: "ValidationLoss", model) -> "ValidationLoss":
@@ -133,6 +137,8 @@ class ValidationLoss:
     def _context(self):
         if self.autocast:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.precision == "bf16":  # pure bf16: the weights are bf16 already, so is every activation
+            return contextlib.nullcontext()
         return _exact_fp32()
 
     @torch.inference_mode()

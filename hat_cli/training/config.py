@@ -70,6 +70,9 @@ class TrainingConfig:
     # 65,536 tokens on an H100; issue 16, bench/RESULTS.md); off, the same functions run uncompiled.
     # None: on for CUDA GPUs.
     compiled_loss: bool | None = None
+    # The residual step after every sublayer, norm(x + dropout(h)), compiled into one kernel each way instead of
+    # three-plus eager ones over the whole activation (issue 16). None: on for CUDA GPUs.
+    compiled_norms: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
@@ -147,7 +150,7 @@ def _normalise_key(key: str) -> str:
 
 
 # On/off options whose default (None, or "auto" in a file) lets hat decide by the device.
-_AUTO_SWITCHES = ("compiled_loss",)
+_AUTO_SWITCHES = ("compiled_loss", "compiled_norms")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

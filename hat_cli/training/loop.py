@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
+from hat_cli.core.compiled import compile_warnings
 from hat_cli.core.devices import resolve_device
 from hat_cli.core.errors import HatError
 from hat_cli.core.files import naming
@@ -53,7 +54,7 @@ from hat_cli.model.transformer import TransformerModel, extract_subtransformer
 from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
-from hat_cli.training.loss import LN2, compile_warning, label_smoothed_nll_loss, training_losses
+from hat_cli.training.loss import LN2, label_smoothed_nll_loss, training_losses
 from hat_cli.training.sampling import update_architectures
 from hat_cli.training.schedule import make_schedule
 
@@ -447,6 +448,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
 
     smoothed_loss, distillation_loss = training_losses(
         cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda")
+    model.compiled_norms = cfg.compiled_norms if cfg.compiled_norms is not None else device.type == "cuda"
     validator = Validator(valid_data, cfg, device, precision, dist_ctx, smoothed_loss)
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
@@ -581,8 +583,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
         import torch.distributed as dist
 
         dist.barrier()
-    if compile_warning(smoothed_loss, distillation_loss):
-        warnings.append(compile_warning(smoothed_loss, distillation_loss))
+    warnings += compile_warnings()
     averaged, final_from = _load_final_weights(run.config, model, save_dir)
     if averaged or final_from or not valid_loss:
         # Validate what is kept: an average is a new model, an earlier checkpoint has no NLL on record, and

@@ -6,12 +6,13 @@ The caller divides by the number of target tokens of the whole update (all micro
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from hat_cli.core.compiled import compiled as compiled_function
 
 LN2 = math.log(2.0)
 
@@ -50,42 +51,6 @@ def smoothed_loss_from_logits(logits: torch.Tensor, target: torch.Tensor, epsilo
     return (1.0 - epsilon) * nll_sum + (epsilon / z.size(-1)) * smooth.sum(), nll_sum
 
 
-def _compiler_failures() -> tuple[type[BaseException], ...]:
-    """What a broken or missing compiler raises (no C compiler, no Triton, a GPU too old for Triton): inductor
-    wraps its errors in BackendCompilerFailed (InductorError); the rest name the missing tool."""
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor import exc
-
-    names = ("CppCompileError", "InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton")
-    return (BackendCompilerFailed, *(getattr(exc, name) for name in names if hasattr(exc, name)))
-
-
-class CompiledOrEager:
-    """``function`` through ``torch.compile`` (dynamic shapes: one compilation serves every batch shape), or the
-    plain function from the first time compiling fails: a GPU machine without a C compiler or Triton trains and
-    scores as before instead of stopping. ``failure`` says what went wrong, for the run's warnings."""
-
-    def __init__(self, function):
-        self.function = function
-        self.compiled = torch.compile(function, dynamic=True)
-        self.failure: str | None = None
-
-    def __call__(self, *args):
-        if self.failure is None:
-            try:
-                return self.compiled(*args)
-            except _compiler_failures() as exc:  # only the compiler's own failures: a caller's error is raised
-                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-                self.failure = f"{type(exc).__name__}: {first_line}"
-        return self.function(*args)
-
-    def warning(self) -> str | None:
-        if self.failure is None:
-            return None
-        return (f"compiling the loss failed ({self.failure}); it was computed without compiling, as with "
-                "'compiled_loss: false', which is slower on GPUs.")
-
-
 def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
                                   padding_idx: int = 1) -> torch.Tensor:
     """In-place distillation (sampling.py's sandwich rule): the student's cross entropy against the teacher's
@@ -100,22 +65,13 @@ def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Te
     return per_token.masked_fill(~keep, 0.0).sum()
 
 
-@functools.cache
-def _compiled(function) -> CompiledOrEager:
-    return CompiledOrEager(function)  # once per process and function: one compilation serves every batch shape
-
-
 def training_losses(compiled: bool) -> tuple[Callable, Callable]:
     """(label-smoothed loss, distillation loss), both from logits: compiled (training's ``compiled_loss``, the
     search's bf16 scoring on GPUs) or the plain functions, which compute the same quantities eagerly."""
     if compiled:
-        return _compiled(smoothed_loss_from_logits), _compiled(distillation_loss_from_logits)
+        return (compiled_function(smoothed_loss_from_logits, "the loss", "compiled_loss"),
+                compiled_function(distillation_loss_from_logits, "the loss", "compiled_loss"))
     return smoothed_loss_from_logits, distillation_loss_from_logits
-
-
-def compile_warning(*functions) -> str | None:
-    """The sentence for a run's warnings when compiling one of these loss functions failed."""
-    return next((f.warning() for f in functions if isinstance(f, CompiledOrEager) and f.failure), None)
 
 
 def to_base2_per_token(total: float, ntokens: int) -> float:
