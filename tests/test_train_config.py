@@ -68,12 +68,12 @@ def test_multi30k_sub_averages_by_default_and_best_replaces_the_average():
 
 
 @pytest.mark.parametrize("text, expected", [("false", False), ("true", True), ("auto", None), ("no", False), ("", None)])
-def test_compiled_loss_from_a_file_is_a_switch_not_a_string(tmp_path, text, expected):
+def test_compiled_switches_from_a_file_are_switches_not_strings(tmp_path, text, expected):
     """`compiled_loss: false` once came through as the string 'False', which is true: the switch stayed on."""
     yml = tmp_path / "switch.yml"
-    yml.write_text(f"compiled_loss: {text}\n")
+    yml.write_text(f"compiled_loss: {text}\ncompiled_norms: {text}\n")
     cfg = resolve_training_config("multi30k.de-en", "super", yml)
-    assert cfg.compiled_loss is expected
+    assert cfg.compiled_loss is expected and cfg.compiled_norms is expected
     assert TrainingConfig.from_dict(cfg.to_dict()) == cfg
     bad = tmp_path / "bad.yml"
     bad.write_text("compiled_loss: sometimes\n")
