@@ -22,11 +22,18 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 
+VARIANTS = {"eager": dict(fused_loss=False, compiled_norms=False),
+            "compiled-loss": dict(fused_loss=True, compiled_norms=False),
+            "compiled-norms": dict(fused_loss=True, compiled_norms=True),
+            "pure-bf16": dict(fused_loss=True, compiled_norms=True, pure_bf16=True)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--candidates", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[16384, 65536])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -49,13 +56,9 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name()}, {len(probe)} random space0 candidates, newstest2013 en-de")
     for size in args.max_tokens:
         valid = prepare_validation(data, size, "cuda", None)
-        variants = {"eager": dict(fused_loss=False, compiled_norms=False),
-                    "compiled-loss": dict(fused_loss=True, compiled_norms=False),
-                    "compiled-norms": dict(fused_loss=True, compiled_norms=True),
-                    "pure-bf16": dict(fused_loss=True, compiled_norms=True, pure_bf16=True)}
-        for loss, settings in variants.items():
-            scorer = ValidationLoss(model, valid, "bf16", **settings)
-            scorer(probe[:2])  # warm-up (and the compilation)
+        for loss in args.variants:
+            scorer = ValidationLoss(model, valid, "bf16", **VARIANTS[loss])
+            scorer(probe)  # warm-up: every compilation these candidates need (one per width) happens here
             torch.cuda.synchronize()
             started = time.perf_counter()
             scorer(probe)
