@@ -230,7 +230,7 @@ def main(argv=None):
             # The scorer's default loss, and on a GPU also the eager fp32 one (the loss's share of the time).
             for fused in (None, False) if cuda else (None,):
                 trial = ValidationLoss(model, prepare_validation(data, size, device, args.valid_subset), precision,
-                                       fused_loss=fused)
+                                       fused_loss=fused, pure_bf16=args.pure_bf16)
                 trial(probe[:1])
                 sync()
                 t1 = time.perf_counter()

@@ -141,7 +141,7 @@ def run_train(data: Path, save: Path, args, max_tokens: int, updates: int, log_e
     cfg = resolve_training_config("wmt14.en-de", "super", cli_overrides=dict(
         max_updates=updates, warmup_updates=min(10, updates - 1), max_tokens=max_tokens, update_freq=args.update_freq,
         precision=args.precision, log_every=log_every, validate_every=10**9, save_interval_updates=10**9, keep_last=1,
-        compiled_loss=False if args.eager_loss else None, compiled_norms=False if args.eager_norms else None,
+        compiled_loss=False if args.eager_loss else None, compiled_norms=args.compiled_norms,
         sampling=args.sampling, distill=args.distill))
     space = SearchSpace.from_yaml(args.space) if args.space.endswith((".yml", ".yaml")) else SearchSpace.builtin(args.space)
     run = TrainRun(task=task, kind="super", data_dir=data, save_dir=save, config=cfg, space=space, device=args.device,
@@ -236,8 +236,8 @@ def main() -> None:
     parser.add_argument("--distill", type=float, default=0.0, help="with --sampling sandwich: in-place distillation weight")
     parser.add_argument("--eager-loss", action="store_true",
                         help="training's compiled_loss off (by default it is on for GPUs): the eager fp32 loss, for an A/B")
-    parser.add_argument("--eager-norms", action="store_true",
-                        help="training's compiled_norms off (by default on for GPUs): the residual LayerNorm steps eager")
+    parser.add_argument("--compiled-norms", action="store_true",
+                        help="training's compiled_norms on (off by default): the residual LayerNorm steps compiled")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="bf16 peak for MFU (default: measured on this GPU; the H200's 790 on a CPU)")
     args = parser.parse_args()

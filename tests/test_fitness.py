@@ -124,6 +124,26 @@ def test_bad_precision_is_a_sentence(data, demo_space):
         ValidationLoss(model, prepare_validation(data, 1024, "cpu", subset=4), precision="fp16")
 
 
+def test_pure_bf16_and_compiled_norms_score_close_to_the_exact_loss(data, demo_space):
+    """The search's GPU options on the CPU: bf16 without autocast (residual stream in bf16 too) and the compiled
+    residual norms each score within bf16 rounding of the exact fp32 loss; pure bf16 needs bf16."""
+    import copy
+
+    model = make_supernet(demo_space, len(data.tgt_dict), seed=4)
+    valid = prepare_validation(data, 1024, "cpu", subset=40)
+    configs = [demo_space.sample(random.Random(5)), demo_space.largest()]
+    exact = ValidationLoss(copy.deepcopy(model), valid, "fp32")(configs)
+    shared = copy.deepcopy(model)  # one model, two scorers, as the search's benches share it
+    pure = ValidationLoss(shared, valid, "bf16", pure_bf16=True, compiled_norms=False)
+    compiled = ValidationLoss(shared, valid, "bf16", compiled_norms=True)
+    assert pure(configs) == pytest.approx(exact, rel=1e-2)
+    assert not shared.compiled_norms  # each scorer sets its own choice when it scores
+    assert compiled(configs) == pytest.approx(exact, rel=1e-2)
+    assert shared.compiled_norms
+    with pytest.raises(HatError, match="bf16"):
+        ValidationLoss(copy.deepcopy(model), valid, "fp32", pure_bf16=True)
+
+
 def test_dictionary_mismatch_is_refused(data):
     good = {"dictionaries": {"de": data.src_dict.sha256(), "en": data.tgt_dict.sha256()}}
     check_dictionaries(good, data, "supernet")

@@ -350,3 +350,19 @@ def test_compiled_functions_train_like_the_eager_ones_with_distillation(demo_dat
     # Adam turns rounding-level gradient differences of near-zero gradients into a fraction of one step (the lr
     # after 4 of the 50 warm-up updates is 4e-4), so weights agree to an absolute tolerance, not a relative one.
     assert max((compiled[k] - eager[k]).abs().max().item() for k in eager) < 1e-4
+
+
+@pytest.mark.slow
+def test_resuming_with_compiled_norms_switched_says_the_masks_change(demo_data, tiny_space, tmp_path, one_thread):
+    """A checkpoint written with the residual norms eager (the CPU default, and every run before the switch existed)
+    resumed with `compiled_norms: true`: the run goes on, and says that dropout masks are drawn differently."""
+    save = tmp_path / "run"
+    _run_in_process(_super_args(demo_data, save, tiny_space, 3))
+    state = json.loads((save / "checkpoint_0000003" / "state.json").read_text())
+    assert state["compiled_norms"] is False
+    config = tmp_path / "on.yml"
+    config.write_text("compiled_norms: true\n")
+    result = CliRunner().invoke(app, [*_super_args(demo_data, save, tiny_space, 6), "--config", str(config)], env=_env())
+    assert result.exit_code == 0, result.output
+    assert "compiled_norms is on now" in result.output.replace("\n", " ")
+    assert json.loads((save / "checkpoint_0000006" / "state.json").read_text())["compiled_norms"] is True

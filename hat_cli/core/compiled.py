@@ -21,36 +21,21 @@ def _compiler_failures() -> tuple[type[BaseException], ...]:
     return (BackendCompilerFailed, *(getattr(exc, name) for name in names if hasattr(exc, name)))
 
 
-def _batch_dims_dynamic(args: tuple) -> None:
-    """Mark the batch and time dimensions (the first two) of every tensor of two or more dimensions as dynamic.
-
-    The last dimension (the model's width, the vocabulary) stays static: the compiler then picks block sizes
-    for that reduction length instead of a generic loop, and a model has only a few widths, so only a few
-    compilations. Everything dynamic (``dynamic=True``) compiled once but ran slower kernels."""
-    import torch._dynamo
-
-    for arg in args:
-        if hasattr(arg, "dim") and arg.dim() >= 2:
-            torch._dynamo.maybe_mark_dynamic(arg, 0)
-            torch._dynamo.maybe_mark_dynamic(arg, 1)
-
-
 class CompiledOrEager:
-    """``function`` through ``torch.compile`` (dynamic shapes; with ``static_widths`` only the batch and time
-    dimensions are, see :func:`_batch_dims_dynamic`), or the plain function from the first time compiling fails.
-    ``what`` names it and ``switch`` the option that turns it off, for the warning; ``failure`` says what went
-    wrong."""
+    """``function`` through ``torch.compile`` (dynamic shapes: one compilation serves every batch shape), or the
+    plain function from the first time compiling fails. ``what`` names it and ``switch`` the option that turns it
+    off, for the warning; ``failure`` says what went wrong."""
 
-    def __init__(self, function, what: str, switch: str, static_widths: bool = False):
+    def __init__(self, function, what: str, switch: str):
         import torch
 
         self.function = function
         self.what, self.switch = what, switch
-        self.static_widths = static_widths
-        self.compiled = torch.compile(function, dynamic=not static_widths)
+        self.compiled = torch.compile(function, dynamic=True)
         self.failure: str | None = None
-        # One compilation per width and dropout rate (and eval), times a few special sizes (a batch of one):
-        # more than torch's default of 8 per function, after which it would quietly run the rest uncompiled.
+        # Floats are not dynamic: one compilation per dropout rate (a rate per width, and eval), times a few special
+        # sizes (a batch of one). torch's default limit of 8 per function would then quietly run the rest
+        # uncompiled. (The limit is the process's; nothing else here compiles.)
         import torch._dynamo.config as dynamo_config
 
         name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
@@ -59,8 +44,6 @@ class CompiledOrEager:
     def __call__(self, *args):
         if self.failure is None:
             try:
-                if self.static_widths:
-                    _batch_dims_dynamic(args)
                 return self.compiled(*args)
             except _compiler_failures() as exc:  # only the compiler's own failures: a caller's error is raised
                 first_line = (str(exc).strip().splitlines() or [""])[0][:300]
@@ -70,15 +53,16 @@ class CompiledOrEager:
     def warning(self) -> str | None:
         if self.failure is None:
             return None
-        return (f"compiling {self.what} failed ({self.failure}); it was computed without compiling, as with "
-                f"'{self.switch}: false', which is slower on GPUs.")
+        return (f"compiling {self.what} failed ({self.failure}); it was computed without compiling, which is slower "
+                f"on GPUs (what training's '{self.switch}: false' does on purpose).")
 
 
-def compiled(function, what: str, switch: str, static_widths: bool = False) -> CompiledOrEager:
-    """One :class:`CompiledOrEager` per process and function: its compilations serve every later call."""
-    key = (function, what, switch, static_widths)
+def compiled(function, what: str, switch: str) -> CompiledOrEager:
+    """One :class:`CompiledOrEager` per process and function (module-level functions only: the registry keeps
+    them): its compilations serve every later call."""
+    key = (function, what, switch)
     if key not in _COMPILED:
-        _COMPILED[key] = CompiledOrEager(function, what, switch, static_widths)
+        _COMPILED[key] = CompiledOrEager(function, what, switch)
     return _COMPILED[key]
 
 

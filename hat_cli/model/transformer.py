@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hat_cli.core.compiled import compiled
-from hat_cli.model.slices import sliced_linear
+from hat_cli.model.slices import matmul_slice
 from hat_cli.model.space import SubTransformerConfig, SuperShape
 
 PAD, EOS = 1, 2
@@ -146,7 +146,7 @@ class SinusoidalPositions(nn.Module):
 # ------------------------------------------------------------------------------------- layers
 def _linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], out_dim: int, in_dim: int) -> Tensor:
     """Leading-slice linear layer (HAT's LinearSuper): W[:out, :in], b[:out]."""
-    return sliced_linear(x, weight, bias, slice(out_dim), slice(in_dim))
+    return F.linear(x, matmul_slice(weight, slice(out_dim), slice(in_dim)), matmul_slice(bias, slice(out_dim)))
 
 
 class Linear(nn.Module):
@@ -208,15 +208,17 @@ class Attention(nn.Module):
 
     def project_query(self, x: Tensor, width: int) -> Tensor:
         q = self.qkv_dim
-        return sliced_linear(x, self.in_proj_weight, self.in_proj_bias, slice(q), slice(width))
+        return F.linear(x, matmul_slice(self.in_proj_weight, slice(q), slice(width)), matmul_slice(self.in_proj_bias, slice(q)))
 
     def project_key_value(self, x: Tensor, width: int) -> tuple[Tensor, Tensor]:
         q = self.qkv_dim
-        kv = sliced_linear(x, self.in_proj_weight, self.in_proj_bias, slice(q, None), slice(width))
+        kv = F.linear(x, matmul_slice(self.in_proj_weight, slice(q, None), slice(width)),
+                      matmul_slice(self.in_proj_bias, slice(q, None)))
         return kv[..., :q], kv[..., q:]
 
     def project_self(self, x: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
-        qkv = sliced_linear(x, self.in_proj_weight, self.in_proj_bias, slice(None), slice(width))
+        qkv = F.linear(x, matmul_slice(self.in_proj_weight, slice(None), slice(width)),
+                       matmul_slice(self.in_proj_bias, slice(None)))
         return qkv.chunk(3, dim=-1)
 
     def attend(
@@ -593,7 +595,7 @@ class TransformerModel(nn.Module):
                 drop,
                 None if cache is None else cache.layer(i),
             )
-        return sliced_linear(x, self.output_weight(), None, slice(None), slice(dim))
+        return F.linear(x, matmul_slice(self.output_weight(), slice(None), slice(dim)))
 
     def forward(
         self, src_tokens: Tensor, prev_output_tokens: Tensor, config: Optional[SubTransformerConfig] = None

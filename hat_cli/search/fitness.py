@@ -113,12 +113,15 @@ class ValidationLoss:
         self.device = valid.device
         # bf16 = weights cast once + autocast (CPU too when asked for; the CPU default is fp32).
         bf16 = precision == "bf16"
+        if pure_bf16 and not bf16:
+            raise HatError("Pure bf16 scoring needs --precision bf16.")
         self.autocast = bf16 and not pure_bf16
         weights_dtype = torch.bfloat16 if bf16 else torch.float32
         # Module.to works in place: the caller's model is converted (pass a separate copy to compare modes).
         self.model = model.to(device=self.device, dtype=weights_dtype).eval()
         fast = bf16 and self.device.type == "cuda"
-        self.model.compiled_norms = fast if compiled_norms is None else compiled_norms
+        # Set on the model at every scoring pass: scorers of several settings may share one model.
+        self.compiled_norms = fast if compiled_norms is None else compiled_norms
         self.evaluations = 0
         # bf16 on a GPU: the loss straight from the bf16 logits in one compiled pass (training/loss.py), not
         # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
@@ -145,6 +148,7 @@ class ValidationLoss:
     def loss_sums(self, config: SubTransformerConfig) -> torch.Tensor:
         """Label-smoothed loss summed over the whole validation set, as a device scalar (no host sync)."""
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.model.compiled_norms = self.compiled_norms
         with self._context():
             for batch in self.valid.batches:
                 logits = self.model(batch.src_tokens, batch.prev_output_tokens, config)

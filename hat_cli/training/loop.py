@@ -405,6 +405,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
     torch.manual_seed(cfg.seed)  # parameter init depends only on the seed
     model = build_model(run, len(train_data.src_dict), len(train_data.tgt_dict)).to(device)
     model.train()
+    model.compiled_norms = cfg.compiled_norms is True  # auto (None) is off, see TrainingConfig
     params = [p for p in model.parameters() if p.requires_grad]
     grads = FlatGradients(params)
     optimizer = make_optimizer(params, cfg, device)
@@ -440,6 +441,10 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             warnings += _changed_settings(state.get("config", {}), cfg, state.get("world_size", 1), dist_ctx.world_size)
+            # Checkpoints from before compiled norms existed ran them eagerly.
+            if bool(state.get("compiled_norms", False)) != model.compiled_norms:
+                warnings.append(f"compiled_norms is {'on' if model.compiled_norms else 'off'} now and was not when the "
+                                "checkpoint was written, so dropout masks are drawn differently from here on.")
     elif dist_ctx.is_main:
         moved = ckpt.set_aside_earlier_run(save_dir)
         if moved is not None:
@@ -448,7 +453,6 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
 
     smoothed_loss, distillation_loss = training_losses(
         cfg.compiled_loss if cfg.compiled_loss is not None else device.type == "cuda")
-    model.compiled_norms = cfg.compiled_norms if cfg.compiled_norms is not None else device.type == "cuda"
     validator = Validator(valid_data, cfg, device, precision, dist_ctx, smoothed_loss)
     val_configs = validation_configs(run)
     fixed_config = run.arch if run.kind == "sub" else None
@@ -461,7 +465,8 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
             return None
         state = {"position": {"epoch": position[0], "offset": position[1]}, "config": cfg.to_dict(),
                  "schedule": schedule.to_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                 "world_size": dist_ctx.world_size, "run": meta, "metrics": metrics}
+                 "world_size": dist_ctx.world_size, "run": meta, "metrics": metrics,
+                 "compiled_norms": model.compiled_norms}
         return ckpt.save_checkpoint(save_dir, updates_done, model, optimizer, state, keep_last=cfg.keep_last)
 
     def validate() -> tuple[dict[str, float], dict[str, float]]:

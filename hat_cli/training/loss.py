@@ -69,9 +69,8 @@ def training_losses(compiled: bool) -> tuple[Callable, Callable]:
     """(label-smoothed loss, distillation loss), both from logits: compiled (training's ``compiled_loss``, the
     search's bf16 scoring on GPUs) or the plain functions, which compute the same quantities eagerly."""
     if compiled:
-        # The vocabulary is static: the reduction over it compiles to kernels sized for it (issue 16).
-        return (compiled_function(smoothed_loss_from_logits, "the loss", "compiled_loss", static_widths=True),
-                compiled_function(distillation_loss_from_logits, "the loss", "compiled_loss", static_widths=True))
+        return (compiled_function(smoothed_loss_from_logits, "the loss", "compiled_loss"),
+                compiled_function(distillation_loss_from_logits, "the loss", "compiled_loss"))
     return smoothed_loss_from_logits, distillation_loss_from_logits
 
 
