@@ -212,7 +212,7 @@ def main(argv=None):
     valid = prepare_validation(data, max_tokens, device, args.valid_subset)
     sync()
     collate_seconds = time.perf_counter() - t0
-    precision = "bf16" if cuda else "fp32"
+    precision = "bf16" if cuda or args.pure_bf16 else "fp32"
     fitness = ValidationLoss(model, valid, precision, pure_bf16=args.pure_bf16)
     fitness_fp32 = ValidationLoss(model_fp32, valid, "fp32")
 
