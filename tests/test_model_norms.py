@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from hat_cli.core.compiled import compile_warnings
+from hat_cli.model import transformer
 from hat_cli.model.space import SearchSpace
 from hat_cli.model.transformer import TransformerModel, _compiled_residual_norm
 from hat_cli.training.loss import label_smoothed_nll_loss
@@ -18,10 +19,11 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
 
 
-def _batch(device, vocab=400):
+def _batch(device, vocab=400, padding=True):
     g = torch.Generator().manual_seed(1)
     src, prev, target = (torch.randint(4, vocab, (3, n), generator=g).to(device) for n in (9, 7, 7))
-    src[0, :3] = 1  # padding
+    if padding:
+        src[0, :3] = 1
     return src, prev, target
 
 
@@ -56,23 +58,38 @@ def _forward_backward(model, config, batch, compiled: bool):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_norms_train_like_the_eager_layers_without_dropout(device):
-    """Training mode without dropout, space0, both widths: the same logits and gradients up to float rounding (the
-    whole model, so the compiled backward is checked inside the real graph). On a GPU machine this is the check
-    that compiled norms may be turned on in training."""
+def test_compiled_norms_train_like_the_eager_layers_without_dropout(device, monkeypatch):
+    """Training mode without dropout, space0, both widths: the same logits, and gradients as close to eager as
+    eager's own gradients are when every norm's output is nudged by rounding-sized noise (1e-7 relative). The
+    yardstick matters: a ReLU input near zero turns such a nudge into 3e-3 relative in some weights' gradients,
+    which once passed for a compiler error. On a GPU machine this is the check for compiled norms in training."""
     space = SearchSpace.builtin("space0")
     torch.manual_seed(0)
     model = TransformerModel.supertransformer(space.shape, 400, 400, True, dropout=0.0).train().to(device)
-    batch = _batch(device)
+    # Without padding: with this seed's padded batch, a 1e-7 nudge of the first norm's output alone moves some
+    # gradients by 3e-3 (a ReLU input at its kink), under eager and compiled alike.
+    batch = _batch(device, padding=False)
+    exact_norm = transformer._residual_norm
+
+    def nudged_norm(x, h, p, training, weight, bias):
+        y = exact_norm(x, h, p, training, weight, bias)
+        noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(11)).to(y.device)
+        return y + (noise * 1e-7 * y.abs()).detach()
+
     for seed in (0, 3):
         config = space.sample(random.Random(seed))
         eager_logits, eager = _forward_backward(model, config, batch, compiled=False)
         compiled_logits, compiled = _forward_backward(model, config, batch, compiled=True)
+        monkeypatch.setattr(transformer, "_residual_norm", nudged_norm)
+        _, nudged = _forward_backward(model, config, batch, compiled=False)
+        monkeypatch.setattr(transformer, "_residual_norm", exact_norm)
         torch.testing.assert_close(compiled_logits, eager_logits, rtol=1e-5, atol=1e-5)
         assert compiled.keys() == eager.keys()
         for name in eager:  # relative to the whole tensor: single near-zero entries carry only rounding
-            error = (compiled[name] - eager[name]).norm() / eager[name].norm().clamp(min=1e-12)
-            assert error < 1e-5, (name, error.item())
+            scale = eager[name].norm().clamp(min=1e-12)
+            error = ((compiled[name] - eager[name]).norm() / scale).item()
+            noise = ((nudged[name] - eager[name]).norm() / scale).item()
+            assert error <= max(1e-5, 3 * noise), (name, error, noise)
 
 
 @pytest.mark.slow
