@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,12 +57,7 @@ def main() -> None:
         valid = prepare_validation(data, size, "cuda", None)
         for loss in args.variants:
             scorer = ValidationLoss(model, valid, "bf16", **VARIANTS[loss])
-            scorer(probe)  # warm-up: every compilation these candidates need (one per width) happens here
-            torch.cuda.synchronize()
-            started = time.perf_counter()
-            scorer(probe)
-            torch.cuda.synchronize()
-            ms = (time.perf_counter() - started) / len(probe) * 1000
+            ms = bench_search_wmt.ms_per_candidate(scorer, probe, torch.cuda.synchronize)
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 scorer(probe[:half])
                 torch.cuda.synchronize()

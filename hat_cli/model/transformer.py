@@ -12,6 +12,7 @@ Layout is batch-first ([batch, time, channels]) throughout; attention goes throu
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -169,9 +170,6 @@ class LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: Tensor, dim: int) -> Tensor:
-        return F.layer_norm(x, (dim,), self.weight[:dim], self.bias[:dim], 1e-5)
-
     def after_residual(self, x: Tensor, h: Tensor, p: float, drop: "Dropouts", dim: int) -> Tensor:
         """The step after every sublayer: ``norm(x + dropout(h, p))``, compiled into one kernel (forward and
         backward) when ``drop.compiled_norms`` asks for it; otherwise the same three operations as written."""
@@ -184,6 +182,7 @@ def _residual_norm(x: Tensor, h: Tensor, p: float, training: bool, weight: Tenso
     return F.layer_norm(x + F.dropout(h, p, training), (weight.size(0),), weight, bias, 1e-5)
 
 
+@functools.cache
 def _compiled_residual_norm():
     # Under autocast (training) x is fp32 and h bf16: eager, that is three kernels forward and more backward,
     # each reading and writing the whole activation; compiled, one each way (issue 16).

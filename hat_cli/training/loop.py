@@ -440,11 +440,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
             epoch, offset = int(state["position"]["epoch"]), int(state["position"]["offset"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-            warnings += _changed_settings(state.get("config", {}), cfg, state.get("world_size", 1), dist_ctx.world_size)
-            # Checkpoints from before compiled norms existed ran them eagerly.
-            if bool(state.get("compiled_norms", False)) != model.compiled_norms:
-                warnings.append(f"compiled_norms is {'on' if model.compiled_norms else 'off'} now and was not when the "
-                                "checkpoint was written, so dropout masks are drawn differently from here on.")
+            warnings += _changed_settings(state, cfg, dist_ctx.world_size, model.compiled_norms)
     elif dist_ctx.is_main:
         moved = ckpt.set_aside_earlier_run(save_dir)
         if moved is not None:
@@ -638,14 +634,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _changed_settings(saved: dict[str, Any], cfg: TrainingConfig, saved_world: int, world: int) -> list[str]:
+def _changed_settings(state: dict[str, Any], cfg: TrainingConfig, world: int, compiled_norms: bool) -> list[str]:
     """Settings whose change makes the resumed run differ from an uninterrupted one (said, not refused)."""
+    saved, saved_world = state.get("config", {}), state.get("world_size", 1)
     notes = []
     for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling", "distill"):
         if name in saved and saved[name] != getattr(cfg, name):
             notes.append(f"{name} changed from {saved[name]} to {getattr(cfg, name)} since the checkpoint.")
     if "update_freq" in saved and saved["update_freq"] * saved_world != cfg.update_freq * world:
         notes.append("update_freq x GPUs changed since the checkpoint, so updates hold a different number of batches.")
+    # What ran, not what was asked ("auto"); checkpoints from before the switch existed ran the norms eagerly.
+    if bool(state.get("compiled_norms", False)) != compiled_norms:
+        notes.append(f"compiled_norms is {'on' if compiled_norms else 'off'} now and was not when the checkpoint was "
+                     "written, so dropout masks are drawn differently from here on.")
     return notes
 
 
