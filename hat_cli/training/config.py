@@ -150,7 +150,8 @@ def _normalise_key(key: str) -> str:
     return _ALIASES.get(name, name)
 
 
-# On/off options whose default (None, or "auto" in a file) lets hat decide by the device.
+# On/off options whose default (None, or "auto" in a file) lets hat decide: compiled_loss by the device,
+# compiled_norms off for now (see TrainingConfig).
 _AUTO_SWITCHES = ("compiled_loss", "compiled_norms")
 
 
