@@ -6,16 +6,20 @@
 
 Each ``--trained`` directory is what `hat train-sub --save-dir` wrote for one architecture: ``model/config.json``
 (the architecture and the validation loss of the final model) and ``train_log.jsonl`` (the validation loss at
-every validation). The truth is that final validation loss. The proxies are
+every validation). The same NAME may be given several times, once per seed: the truth is then the mean of the
+seeds' final validation losses, which halves the seed noise that bounds every proxy's tau (two seeds of one
+architecture agree with each other only to tau ~0.7-0.8 on Multi30k). The proxies are
 
 - ``inherited:LABEL``: the validation loss of the architecture's slice of each SuperTransformer, scored
-  exactly as `hat search` scores candidates (same data, label smoothing, precision);
-- ``short:N``: the validation loss after the first N updates of the same standalone run, which is what a
-  re-ranking stage of N updates would see (same seed, same learning-rate schedule up to N).
+  exactly as `hat search` scores candidates (same data, label smoothing, precision). ``LABEL=MODEL_DIR`` is the
+  final model; ``LABEL=MODEL_DIR@CHECKPOINT_DIR`` scores an earlier checkpoint of the same training;
+- ``short:N``: the validation loss after the first N updates of the first seed's standalone run, which is what
+  a re-ranking stage of N updates would see (same seed, same learning-rate schedule up to N).
 
-Printed: one row per architecture and the Kendall tau (tau-b) of every proxy against the truth, plus the
-truth against test BLEU where given. Needs a GPU for the inherited scores of a real task (bf16), or runs on
-the CPU (fp32) for the demo task.
+Printed: one row per architecture and the Kendall tau (tau-b) of every proxy against the truth, the same over
+the architectures that are not hand-scaled (so a proxy cannot score by the plain models alone), the agreement
+of two seeds where there are two, and the truth against test BLEU where given. Needs a GPU for the inherited
+scores of a real task (bf16), or runs on the CPU (fp32) for the demo task.
 """
 
 from __future__ import annotations
@@ -48,12 +52,17 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
 
 
 def pairs(values: list[str]) -> dict[str, str]:
-    out = {}
+    return {name: paths[-1] for name, paths in pairs_all(values).items()}
+
+
+def pairs_all(values: list[str]) -> dict[str, list[str]]:
+    """NAME=PATH arguments, every path of a repeated NAME kept in order."""
+    out: dict[str, list[str]] = {}
     for value in values:
         name, _, path = value.partition("=")
         if not path:
             raise SystemExit(f"expected NAME=PATH, got {value!r}")
-        out[name] = path
+        out.setdefault(name, []).append(path)
     return out
 
 
@@ -69,23 +78,36 @@ def standalone_record(save_dir: Path) -> dict:
     return {"arch": config["arch"], "final": float(config["training"]["valid_loss"]["arch"]), "curve": curve}
 
 
-def inherited_losses(supernet: Path, archs: dict[str, dict], task_name: str, data_dir: Path, device: str | None) -> dict[str, float]:
+def inherited_losses(supernet: str, archs: dict[str, dict], task_name: str, data_dir: Path, device: str | None) -> dict[str, float]:
     from hat_cli import resolve
     from hat_cli.core.devices import resolve_device
     from hat_cli.data.batching import load_split
     from hat_cli.model.directory import load_model
     from hat_cli.model.space import SubTransformerConfig
     from hat_cli.search import fitness
+    from hat_cli.training.checkpoint import load_weights
 
     task = resolve.task(task_name)
     dev = resolve_device(device)
-    model, _ = load_model(supernet)
+    model_dir, _, checkpoint = supernet.partition("@")
+    model, _ = load_model(model_dir)
+    if checkpoint:  # the final model gives the structure, the checkpoint the weights
+        load_weights(checkpoint, model)
     data = load_split(data_dir, "valid", task.src, task.tgt)
     valid = fitness.prepare_validation(data, fitness.default_max_tokens(dev), dev)
     score = fitness.ValidationLoss(model, valid, fitness.default_precision(dev))
     names = list(archs)
     losses = score([SubTransformerConfig.from_dict(archs[n]["arch"]) for n in names])
     return dict(zip(names, losses))
+
+
+def hand_scaled(arch: dict, task_name: str) -> bool:
+    """Whether an architecture is one of the space's plain Transformers (SearchSpace.hand_scaled())."""
+    from hat_cli import resolve
+    from hat_cli.model.space import SubTransformerConfig
+
+    space = resolve.search_space(None, resolve.task(task_name))
+    return SubTransformerConfig.from_dict(arch) in space.hand_scaled()
 
 
 def main() -> None:
@@ -100,16 +122,18 @@ def main() -> None:
     args = parser.parse_args()
 
     records = {}
-    for name, path in pairs(args.trained).items():
+    for name, paths in pairs_all(args.trained).items():
         try:
-            records[name] = standalone_record(Path(path))
+            runs = [standalone_record(Path(path)) for path in paths]
         except (OSError, KeyError, ValueError) as exc:
             print(f"skipping {name}: {exc}")
+            continue
+        records[name] = {**runs[0], "final": sum(r["final"] for r in runs) / len(runs), "seed_finals": [r["final"] for r in runs]}
     names = sorted(records)
     truth = [records[n]["final"] for n in names]
     proxies: dict[str, dict[str, float]] = {}
     for label, path in pairs(args.supernet).items():
-        proxies[f"inherited:{label}"] = inherited_losses(Path(path), {n: records[n] for n in names}, args.task, args.data_dir, args.device)
+        proxies[f"inherited:{label}"] = inherited_losses(path, {n: records[n] for n in names}, args.task, args.data_dir, args.device)
     common_updates = set.intersection(*(set(records[n]["curve"]) for n in names)) if names else set()
     final_update = max(common_updates) if common_updates else None
     for updates in sorted(common_updates):
@@ -123,11 +147,20 @@ def main() -> None:
             pass
 
     taus = {label: kendall_tau([values[n] for n in names], truth) for label, values in proxies.items()}
+    heterogeneous = [n for n in names if not hand_scaled(records[n]["arch"], args.task)]
+    taus_heterogeneous = {label: kendall_tau([values[n] for n in heterogeneous], [records[n]["final"] for n in heterogeneous])
+                          for label, values in proxies.items() if len(heterogeneous) > 2}
+    two_seeds = [n for n in names if len(records[n]["seed_finals"]) >= 2]
+    if len(two_seeds) > 2:  # how well the truth agrees with itself: the ceiling any proxy is measured against
+        taus["seed1_vs_seed2"] = kendall_tau([records[n]["seed_finals"][0] for n in two_seeds],
+                                              [records[n]["seed_finals"][1] for n in two_seeds])
     with_bleu = [n for n in names if n in bleu]
     if len(with_bleu) > 2:  # lower loss should mean higher BLEU: tau of loss against -BLEU
         taus["truth_vs_test_bleu"] = kendall_tau([records[n]["final"] for n in with_bleu], [-bleu[n] for n in with_bleu])
-    doc = {"architectures": {n: {**records[n], **{k: v[n] for k, v in proxies.items()}, "bleu": bleu.get(n)} for n in names},
-           "kendall_tau": taus, "count": len(names)}
+    doc = {"architectures": {n: {**records[n], **{k: v[n] for k, v in proxies.items()}, "bleu": bleu.get(n),
+                                 "hand_scaled": n not in heterogeneous} for n in names},
+           "kendall_tau": taus, "kendall_tau_not_hand_scaled": taus_heterogeneous, "count": len(names),
+           "count_not_hand_scaled": len(heterogeneous), "count_two_seeds": len(two_seeds)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -137,9 +170,11 @@ def main() -> None:
     for n in sorted(names, key=lambda k: records[k]["final"]):
         cells = " | ".join(f"{proxies[c][n]:.3f}" for c in columns)
         print(f"| {n} | {records[n]['final']:.3f} | {cells} | {bleu.get(n, float('nan')):.2f} |")
-    print(f"\nKendall tau against the standalone valid loss ({len(names)} architectures):")
+    print(f"\nKendall tau against the standalone valid loss ({len(names)} architectures, "
+          f"{len(heterogeneous)} not hand-scaled, {len(two_seeds)} with two seeds):")
     for label, tau in taus.items():
-        print(f"  {label}: {tau:+.3f}")
+        other = taus_heterogeneous.get(label)
+        print(f"  {label}: {tau:+.3f}" + (f"   (not hand-scaled: {other:+.3f})" if other is not None else ""))
 
 
 if __name__ == "__main__":

@@ -84,8 +84,20 @@ def test_sandwich_trains_the_extremes_and_hats_draw():
     assert len(sandwich) == 4
 
 
+def test_hand_scaled_draws_follow_the_random_ones_and_are_plain():
+    space = SearchSpace.builtin("demo")
+    plain = space.hand_scaled()
+    drawn = [update_architectures(space, "sandwich", n, sandwich_random=1, sandwich_hand_scaled=2) for n in range(40)]
+    for n, update in enumerate(drawn):
+        # Adding them changes none of the earlier draws of the same update.
+        assert update[:3] == update_architectures(space, "sandwich", n, sandwich_random=1)
+        assert len(update) == 5 and update[3] in plain and update[4] in plain
+    assert len({arch for update in drawn for arch in update[3:]}) > 10  # they vary over the family
+
+
 def test_sampling_settings_are_checked():
-    for args in (("nope", 2, 0.0), ("sandwich", -1, 0.0), ("sandwich", 2, 1.5), ("random", 2, 0.5)):
+    for args in (("nope", 2, 0.0), ("sandwich", -1, 0.0), ("sandwich", 2, 1.5), ("random", 2, 0.5),
+                 ("sandwich", 1, 0.0, -1), ("random", 0, 0.0, 1)):
         with pytest.raises(HatError):
             check_sampling(*args)
 
@@ -105,13 +117,17 @@ def test_distillation_loss_is_the_cross_entropy_to_the_teacher():
 
 def test_sandwich_supernet_trains_and_records_its_settings(demo_run, tmp_path):
     out = hat("train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir", str(tmp_path / "sw"),
-              "--max-updates", "6", "--device", "cpu", "--sampling", "sandwich", "--distill", "0.5", "--validate-every", "6")
+              "--max-updates", "6", "--device", "cpu", "--sampling", "sandwich", "--distill", "0.5", "--validate-every", "6",
+              "--sandwich-hand-scaled", "1")
     assert all(math.isfinite(v) for v in out["valid_loss"].values())
     training = json.loads((Path(out["checkpoint"]) / "config.json").read_text())["training"]
-    assert training["sampling"] == "sandwich" and training["distill"] == 0.5
+    assert training["sampling"] == "sandwich" and training["distill"] == 0.5 and training["sandwich_hand_scaled"] == 1
     bad = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir",
                               str(tmp_path / "bad"), "--distill", "0.5"])
     assert bad.exit_code == 2 and "sandwich" in bad.output
+    plain_alone = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir",
+                                      str(tmp_path / "bad2"), "--sandwich-hand-scaled", "1"])
+    assert plain_alone.exit_code == 2 and "sandwich" in plain_alone.output and not (tmp_path / "bad2").exists()
 
 
 # ------------------------------------------------------------------------------------------ margin and verify

@@ -57,6 +57,8 @@ class TrainingConfig:
     # with distill > 0 the others also learn from the largest one's predictions (in-place distillation).
     sampling: str = "random"
     sandwich_random: int = 2
+    # plain Transformers (space.hand_scaled()) drawn per sandwich update after the random ones; 0 = none
+    sandwich_hand_scaled: int = 0
     distill: float = 0.0
     save_interval_updates: int = 1000
     keep_last: int = 5
@@ -108,7 +110,7 @@ class TrainingConfig:
             raise HatError(f"average_last must not be negative, got {self.average_last}.")
         if self.final_model not in FINAL_MODELS:
             raise HatError(f"Unknown final model '{self.final_model}'; choose one of: {', '.join(FINAL_MODELS)}.")
-        check_sampling(self.sampling, self.sandwich_random, self.distill)
+        check_sampling(self.sampling, self.sandwich_random, self.distill, self.sandwich_hand_scaled)
         if self.final_model == "best" and self.average_last > 1:
             raise HatError("Choose either the best checkpoint or an average of the last ones as the final model, not both.")
 

@@ -490,7 +490,7 @@ def _train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = No
         while updates < cfg.max_updates:
             group = next(groups)
             configs = [fixed_config] if fixed_config else update_architectures(
-                run.space, cfg.sampling, updates, cfg.arch_seed_offset, cfg.sandwich_random)
+                run.space, cfg.sampling, updates, cfg.arch_seed_offset, cfg.sandwich_random, cfg.sandwich_hand_scaled)
             distill = cfg.distill if len(configs) > 1 else 0.0
             lr = schedule.lr(updates)
             for g in optimizer.param_groups:
@@ -638,7 +638,8 @@ def _changed_settings(state: dict[str, Any], cfg: TrainingConfig, world: int, co
     """Settings whose change makes the resumed run differ from an uninterrupted one (said, not refused)."""
     saved, saved_world = state.get("config", {}), state.get("world_size", 1)
     notes = []
-    for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling", "distill"):
+    for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling",
+                 "sandwich_random", "sandwich_hand_scaled", "distill"):
         if name in saved and saved[name] != getattr(cfg, name):
             notes.append(f"{name} changed from {saved[name]} to {getattr(cfg, name)} since the checkpoint.")
     if "update_freq" in saved and saved["update_freq"] * saved_world != cfg.update_freq * world:

@@ -118,6 +118,9 @@ def train_super(
         help="random: one uniformly drawn SubTransformer per update (HAT's); sandwich: the largest, the smallest "
         "and --sandwich-random random ones on every update's batches (ranks architectures better, costs more per update)."),
     sandwich_random: Optional[int] = typer.Option(None, "--sandwich-random", help="Random SubTransformers per sandwich update (default 2)."),
+    sandwich_hand_scaled: Optional[int] = typer.Option(
+        None, "--sandwich-hand-scaled",
+        help="Plain (hand-scaled) Transformers of the space drawn per sandwich update, after the random ones (default 0)."),
     distill: Optional[float] = typer.Option(
         None, "--distill",
         help="With --sampling sandwich: weight (0-1) of in-place distillation from the largest SubTransformer for the others (0: off)."),
@@ -138,7 +141,7 @@ def train_super(
         max_updates=max_updates, max_tokens=max_tokens, update_freq=update_freq, lr=lr, warmup_updates=warmup_updates,
         precision=precision, seed=seed, keep_last=keep_last, validate_every=validate_every,
         save_interval_updates=save_interval, final_model=final_model, sampling=sampling,
-        sandwich_random=sandwich_random, distill=distill))
+        sandwich_random=sandwich_random, sandwich_hand_scaled=sandwich_hand_scaled, distill=distill))
     run = TrainRun(
         task=the_task, kind="super", config=cfg, space=resolve.search_space(space, the_task),
         data_dir=resolve.data_dir(data_dir, the_task), save_dir=resolve.train_save_dir(save_dir, the_task),
