@@ -101,6 +101,20 @@ def inherited_losses(supernet: str, archs: dict[str, dict], task_name: str, data
     return dict(zip(names, losses))
 
 
+def proxy_ceiling(seed_tau: float, seeds_per_arch: list[int]) -> float:
+    """The tau a perfect proxy (each architecture's expected loss) would reach against a truth that averages
+    ``seeds_per_arch`` seeds, under a Gaussian model: tau = (2/pi) asin(rho) for correlation rho, two single
+    seeds correlate with the reliability r = sin(pi/2 * seed_tau), a mean of k seeds has reliability
+    k r / (1 + (k-1) r) (Spearman-Brown), and the expected loss correlates with it by the square root of that.
+    An estimate (it rests on the seed agreement of a few architectures), to say how far any proxy can go."""
+    r = math.sin(math.pi / 2 * max(seed_tau, 0.0))
+    ceilings = []
+    for k in seeds_per_arch:
+        reliability = k * r / (1 + (k - 1) * r)
+        ceilings.append(2 / math.pi * math.asin(math.sqrt(reliability)))
+    return sum(ceilings) / len(ceilings)
+
+
 def hand_scaled(arch: dict, task_name: str) -> bool:
     """Whether an architecture is one of the space's plain Transformers (SearchSpace.hand_scaled())."""
     from hat_cli import resolve
@@ -154,13 +168,15 @@ def main() -> None:
     if len(two_seeds) > 2:  # how well the truth agrees with itself: the ceiling any proxy is measured against
         taus["seed1_vs_seed2"] = kendall_tau([records[n]["seed_finals"][0] for n in two_seeds],
                                               [records[n]["seed_finals"][1] for n in two_seeds])
+    ceiling = proxy_ceiling(taus["seed1_vs_seed2"], [len(records[n]["seed_finals"]) for n in names]) if "seed1_vs_seed2" in taus else None
     with_bleu = [n for n in names if n in bleu]
     if len(with_bleu) > 2:  # lower loss should mean higher BLEU: tau of loss against -BLEU
         taus["truth_vs_test_bleu"] = kendall_tau([records[n]["final"] for n in with_bleu], [-bleu[n] for n in with_bleu])
     doc = {"architectures": {n: {**records[n], **{k: v[n] for k, v in proxies.items()}, "bleu": bleu.get(n),
                                  "hand_scaled": n not in heterogeneous} for n in names},
            "kendall_tau": taus, "kendall_tau_not_hand_scaled": taus_heterogeneous, "count": len(names),
-           "count_not_hand_scaled": len(heterogeneous), "count_two_seeds": len(two_seeds)}
+           "count_not_hand_scaled": len(heterogeneous), "count_two_seeds": len(two_seeds),
+           "perfect_proxy_tau_estimate": ceiling}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -175,6 +191,8 @@ def main() -> None:
     for label, tau in taus.items():
         other = taus_heterogeneous.get(label)
         print(f"  {label}: {tau:+.3f}" + (f"   (not hand-scaled: {other:+.3f})" if other is not None else ""))
+    if ceiling is not None:
+        print(f"  a perfect proxy against this truth (estimate from the seed agreement): about {ceiling:+.3f}")
 
 
 if __name__ == "__main__":

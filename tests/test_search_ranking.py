@@ -26,7 +26,7 @@ from hat_cli.training.loss import distillation_loss_from_logits
 from hat_cli.training.sampling import check_sampling, update_architectures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_rank_fidelity import kendall_tau  # noqa: E402
+from bench_rank_fidelity import kendall_tau, proxy_ceiling  # noqa: E402
 
 runner = CliRunner()
 
@@ -305,6 +305,13 @@ def test_kendall_tau():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_perfect_proxy_ceiling_rises_with_seeds_and_agreement():
+    assert proxy_ceiling(1.0, [1, 1]) == pytest.approx(1.0)  # noiseless truth: a perfect proxy agrees fully
+    one, two, three = (proxy_ceiling(0.73, [k]) for k in (1, 2, 3))
+    assert 0.73 < one < two < three < 1.0  # above two noisy seeds' agreement, and higher for averaged truths
+    assert proxy_ceiling(0.5, [1]) < one
 
 
 def test_predictors_serve_only_the_hardware_they_were_measured_on():
