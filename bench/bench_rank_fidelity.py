@@ -6,19 +6,22 @@
 
 Each ``--trained`` directory is what `hat train-sub --save-dir` wrote for one architecture: ``model/config.json``
 (the architecture and the validation loss of the final model) and ``train_log.jsonl`` (the validation loss at
-every validation). The same NAME may be given several times, once per seed: the truth is then the mean of the
-seeds' final validation losses, which halves the seed noise that bounds every proxy's tau (two seeds of one
-architecture agree with each other only to tau ~0.7-0.8 on Multi30k). The proxies are
+every validation). The same NAME may be given several times, once per seed (the same architecture): the truth is
+then the mean of the seeds' final validation losses, whose seed noise has 1/k of one run's variance. That noise
+bounds every proxy's tau: two seeds of one architecture order the Multi30k set with tau ~0.7-0.8. The proxies are
 
 - ``inherited:LABEL``: the validation loss of the architecture's slice of each SuperTransformer, scored
   exactly as `hat search` scores candidates (same data, label smoothing, precision). ``LABEL=MODEL_DIR`` is the
-  final model; ``LABEL=MODEL_DIR@CHECKPOINT_DIR`` scores an earlier checkpoint of the same training;
+  final model; ``LABEL=MODEL_DIR@CHECKPOINT_DIR`` scores a checkpoint's weights in the structure of a model of
+  the same task and space (the first "@" separates the two paths);
 - ``short:N``: the validation loss after the first N updates of the first seed's standalone run, which is what
   a re-ranking stage of N updates would see (same seed, same learning-rate schedule up to N).
 
 Printed: one row per architecture and the Kendall tau (tau-b) of every proxy against the truth, the same over
 the architectures that are not hand-scaled (so a proxy cannot score by the plain models alone), the agreement
-of two seeds where there are two, and the truth against test BLEU where given. Needs a GPU for the inherited
+of two seeds where there are two with an estimate of what a perfect proxy would reach against this truth (see
+proxy_ceiling; ``short:N`` shares seed 1's noise with the truth and is not bounded by it), and the truth
+against test BLEU where given. Needs a GPU for the inherited
 scores of a real task (bf16), or runs on the CPU (fp32) for the demo task.
 """
 
@@ -103,25 +106,23 @@ def inherited_losses(supernet: str, archs: dict[str, dict], task_name: str, data
 
 def proxy_ceiling(seed_tau: float, seeds_per_arch: list[int]) -> float:
     """The tau a perfect proxy (each architecture's expected loss) would reach against a truth that averages
-    ``seeds_per_arch`` seeds, under a Gaussian model: tau = (2/pi) asin(rho) for correlation rho, two single
-    seeds correlate with the reliability r = sin(pi/2 * seed_tau), a mean of k seeds has reliability
-    k r / (1 + (k-1) r) (Spearman-Brown), and the expected loss correlates with it by the square root of that.
-    An estimate (it rests on the seed agreement of a few architectures), to say how far any proxy can go."""
+    ``seeds_per_arch[i]`` seeds of architecture i, under a Gaussian model: tau = (2/pi) asin(rho) for a
+    correlation rho; two single seeds correlate with the reliability r = sin(pi/2 * seed_tau), so seed noise has
+    (1 - r) / r of the architectures' true variance, and a mean of k seeds 1/k of that (pooled over the set as
+    the mean of 1/k); the expected loss correlates with the truth by the square root of its reliability.
+    A rough estimate: the seed agreement of ten architectures is itself uncertain by about +-0.2."""
     r = math.sin(math.pi / 2 * max(seed_tau, 0.0))
-    ceilings = []
-    for k in seeds_per_arch:
-        reliability = k * r / (1 + (k - 1) * r)
-        ceilings.append(2 / math.pi * math.asin(math.sqrt(reliability)))
-    return sum(ceilings) / len(ceilings)
+    if r <= 0.0:
+        return 0.0
+    noise = (1.0 - r) / r * sum(1.0 / k for k in seeds_per_arch) / len(seeds_per_arch)
+    return 2 / math.pi * math.asin(math.sqrt(1.0 / (1.0 + noise)))
 
 
-def hand_scaled(arch: dict, task_name: str) -> bool:
-    """Whether an architecture is one of the space's plain Transformers (SearchSpace.hand_scaled())."""
-    from hat_cli import resolve
+def hand_scaled(arch: dict) -> bool:
+    """Whether an architecture is a plain Transformer (one width, FFN size and head count throughout)."""
     from hat_cli.model.space import SubTransformerConfig
 
-    space = resolve.search_space(None, resolve.task(task_name))
-    return SubTransformerConfig.from_dict(arch) in space.hand_scaled()
+    return SubTransformerConfig.from_dict(arch).is_hand_scaled()
 
 
 def main() -> None:
@@ -137,11 +138,16 @@ def main() -> None:
 
     records = {}
     for name, paths in pairs_all(args.trained).items():
-        try:
-            runs = [standalone_record(Path(path)) for path in paths]
-        except (OSError, KeyError, ValueError) as exc:
-            print(f"skipping {name}: {exc}")
+        runs = []
+        for path in paths:
+            try:
+                runs.append(standalone_record(Path(path)))
+            except (OSError, KeyError, ValueError) as exc:
+                print(f"skipping {name}'s {path}: {exc}")
+        if not runs:
             continue
+        if any(run["arch"] != runs[0]["arch"] for run in runs):
+            raise SystemExit(f"the runs given as {name} are not all of one architecture")
         records[name] = {**runs[0], "final": sum(r["final"] for r in runs) / len(runs), "seed_finals": [r["final"] for r in runs]}
     names = sorted(records)
     truth = [records[n]["final"] for n in names]
@@ -161,7 +167,7 @@ def main() -> None:
             pass
 
     taus = {label: kendall_tau([values[n] for n in names], truth) for label, values in proxies.items()}
-    heterogeneous = [n for n in names if not hand_scaled(records[n]["arch"], args.task)]
+    heterogeneous = [n for n in names if not hand_scaled(records[n]["arch"])]
     taus_heterogeneous = {label: kendall_tau([values[n] for n in heterogeneous], [records[n]["final"] for n in heterogeneous])
                           for label, values in proxies.items() if len(heterogeneous) > 2}
     two_seeds = [n for n in names if len(records[n]["seed_finals"]) >= 2]
@@ -192,7 +198,8 @@ def main() -> None:
         other = taus_heterogeneous.get(label)
         print(f"  {label}: {tau:+.3f}" + (f"   (not hand-scaled: {other:+.3f})" if other is not None else ""))
     if ceiling is not None:
-        print(f"  a perfect proxy against this truth (estimate from the seed agreement): about {ceiling:+.3f}")
+        print(f"  a perfect proxy against this truth: roughly {ceiling:+.2f} (from the seed agreement of "
+              f"{len(two_seeds)} architectures; short:N shares seed 1's noise and is not bounded by it)")
 
 
 if __name__ == "__main__":

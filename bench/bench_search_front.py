@@ -188,6 +188,8 @@ def main() -> None:
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
                         help="the SuperTransformer the searches use (both are trained; the rank-fidelity table scores both)")
     parser.add_argument("--distill", default="0.5")
+    parser.add_argument("--sandwich-hand-scaled", default="0",
+                        help="plain Transformers drawn per sandwich update besides the random one (train-super's option)")
     parser.add_argument("--only-ours-supernet", action="store_true",
                         help="train only the SuperTransformer the searches use (the rank-fidelity table then scores that one)")
     parser.add_argument("--second-seeds", default="w256d1,w256d2,plain1,w384d2,w256d3,w384d1",
@@ -264,7 +266,8 @@ def main() -> None:
     super_args = ["--task", task, "--data-dir", data, *(small if dry else ["--keep-last", "2"])]
     if not args.only_ours_supernet or args.ours_supernet == "sandwich":
         p.add(Job("super-sandwich", [hat("train-super", *super_args, "--save-dir", str(work / "super-sandwich"),
-                                         "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill)], 0))
+                                         "--sampling", "sandwich", "--sandwich-random", "1", "--distill", args.distill,
+                                         "--sandwich-hand-scaled", args.sandwich_hand_scaled)], 0))
     if not args.only_ours_supernet or args.ours_supernet == "hat":
         p.add(Job("super-hat", [hat("train-super", *super_args, "--save-dir", str(work / "super-hat"))], 1))
     fixed = [f"w256d{d}" for d in (1, 2, 3)] + [f"w384d{d}" for d in (1, 2, 3)] + [f"plain{d}" for d in (1, 2, 3)] \
@@ -310,7 +313,9 @@ def main() -> None:
         if (work / "json" / f"{yml.stem}-s1.1.json").exists() and not (work / "json" / f"profile-{yml.stem}.json").exists():
             run_quiet(p, f"profile-{yml.stem}", hat("profile", str(yml), "--task", task, "--hw", hw))
     run_quiet(p, "profile-w256d1-again", hat("profile", str(work / "arch" / "w256d1.yml"), "--task", task, "--hw", hw))
-    trained = [f"--trained={d.name[4:-3]}={d}" for d in sorted(work.glob("sub-*-s1")) if (d / "model" / "config.json").exists()]
+    # every seed of an architecture under its name: the truth is their mean (bench_rank_fidelity.py)
+    trained = [f"--trained={d.name[4:].rsplit('-s', 1)[0]}={d}" for d in sorted(work.glob("sub-*-s*"))
+               if (d / "model" / "config.json").exists()]
     supernets = [f"--supernet={label}={work / f'super-{label}' / 'model'}" for label in ("hat", "sandwich")
                  if (work / f"super-{label}" / "model" / "config.json").exists()]
     bleu = [f"--bleu={j.stem[:-5]}={j}" for j in sorted((work / "json").glob("*-s1.1.json"))]

@@ -115,13 +115,25 @@ def test_distillation_loss_is_the_cross_entropy_to_the_teacher():
     assert own.item() < loss.item()
 
 
-def test_sandwich_supernet_trains_and_records_its_settings(demo_run, tmp_path):
+def test_sandwich_supernet_trains_and_records_its_settings(demo_run, tmp_path, monkeypatch):
+    from hat_cli.training import loop
+
+    trained = []  # what the training loop asked for at each update: the settings must reach it
+
+    def recording(*args, **kwargs):
+        configs = update_architectures(*args, **kwargs)
+        trained.append(configs)
+        return configs
+
+    monkeypatch.setattr(loop, "update_architectures", recording)
     out = hat("train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir", str(tmp_path / "sw"),
               "--max-updates", "6", "--device", "cpu", "--sampling", "sandwich", "--distill", "0.5", "--validate-every", "6",
               "--sandwich-hand-scaled", "1")
     assert all(math.isfinite(v) for v in out["valid_loss"].values())
     training = json.loads((Path(out["checkpoint"]) / "config.json").read_text())["training"]
     assert training["sampling"] == "sandwich" and training["distill"] == 0.5 and training["sandwich_hand_scaled"] == 1
+    plain = SearchSpace.builtin("demo").hand_scaled()
+    assert len(trained) == 6 and all(len(c) == 5 and c[-1] in plain for c in trained)  # largest, smallest, 2 random, 1 plain
     bad = runner.invoke(app, ["train-super", "--task", "demo", "--data-dir", str(demo_run["data"]), "--save-dir",
                               str(tmp_path / "bad"), "--distill", "0.5"])
     assert bad.exit_code == 2 and "sandwich" in bad.output
@@ -309,9 +321,13 @@ def test_kendall_tau():
 
 def test_perfect_proxy_ceiling_rises_with_seeds_and_agreement():
     assert proxy_ceiling(1.0, [1, 1]) == pytest.approx(1.0)  # noiseless truth: a perfect proxy agrees fully
+    # seed agreement 0.73: reliability r = sin(0.73 pi/2) = 0.9114; a perfect proxy against one seed has
+    # correlation sqrt(r), tau (2/pi) asin(sqrt(r)); against means of k seeds the noise share (1-r)/r shrinks by k.
     one, two, three = (proxy_ceiling(0.73, [k]) for k in (1, 2, 3))
-    assert 0.73 < one < two < three < 1.0  # above two noisy seeds' agreement, and higher for averaged truths
-    assert proxy_ceiling(0.5, [1]) < one
+    assert one == pytest.approx(0.8075, abs=1e-3) and two == pytest.approx(0.8619, abs=1e-3)
+    assert three == pytest.approx(0.8868, abs=1e-3)
+    assert proxy_ceiling(0.73, [1, 2]) == pytest.approx(2 / math.pi * math.asin((1 + 0.75 * (1 - 0.9114) / 0.9114) ** -0.5), abs=1e-3)
+    assert proxy_ceiling(0.5, [1]) < one and proxy_ceiling(-0.2, [1]) == 0.0
 
 
 def test_predictors_serve_only_the_hardware_they_were_measured_on():

@@ -366,3 +366,32 @@ def test_resuming_with_compiled_norms_switched_says_the_masks_change(demo_data, 
     assert result.exit_code == 0, result.output
     assert "compiled_norms is on now" in result.output.replace("\n", " ")
     assert json.loads((save / "checkpoint_0000006" / "state.json").read_text())["compiled_norms"] is True
+
+
+def test_resume_names_settings_an_older_checkpoint_lacked():
+    """A checkpoint written before a setting existed ran with its default: resuming with another value says so,
+    and HAT's rule does not mention the sandwich's own settings."""
+    from hat_cli.training.config import TrainingConfig
+    from hat_cli.training.loop import _changed_settings
+
+    old = {"config": {"seed": 1, "sampling": "sandwich", "sandwich_random": 1, "distill": 0.5}}  # no hand-scaled key
+    now = TrainingConfig(sampling="sandwich", sandwich_random=1, distill=0.5, sandwich_hand_scaled=1)
+    notes = _changed_settings(old, now, 1, False)
+    assert any("sandwich_hand_scaled changed from 0 to 1" in note for note in notes), notes
+    assert not _changed_settings(old, now.replace(sandwich_hand_scaled=0), 1, False)
+    hat_rule = {"config": {"seed": 1, "sampling": "random", "sandwich_random": 2}}
+    assert not _changed_settings(hat_rule, TrainingConfig(sampling="random", sandwich_random=5), 1, False)
+
+
+def test_hand_scaled_draws_need_a_plain_transformer_in_the_space(demo_data, tmp_path):
+    """A space whose decoders never attend to the last encoder layer alone has no plain Transformer: refused with
+    one sentence before the save dir is created."""
+    space = tmp_path / "no-plain.yml"
+    space.write_text(TINY_SPACE.replace("decoder-arbitrary-ende-attn-choice: [-1, 1]", "decoder-arbitrary-ende-attn-choice: [1]"))
+    assert "decoder-arbitrary-ende-attn-choice: [1]" in space.read_text()
+    save = tmp_path / "run"
+    result = CliRunner().invoke(app, [*_super_args(demo_data, save, space, 3), "--sampling", "sandwich",
+                                      "--sandwich-hand-scaled", "1", "--device", "cpu"], env=_env())
+    assert result.exit_code == 2, result.output
+    assert "no hand-scaled Transformer" in " ".join(result.output.split())
+    assert not save.exists()

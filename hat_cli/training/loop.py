@@ -368,6 +368,10 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
     (``resume=False``) moves an earlier run in ``save_dir`` aside and starts from scratch.
 
     The save dir is locked for the run (by the main process): a second training into it is refused."""
+    if run.kind == "super" and run.config.sandwich_hand_scaled and not run.space.hand_scaled():
+        # refused before the lock or anything else touches the save dir
+        raise HatError(f"The search space '{run.space.name}' has no hand-scaled Transformer to draw "
+                       "(sandwich_hand_scaled needs one attending to the last encoder layer only).")
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(run, on_progress)
     with exclusive(run.save_dir, "a training run", "wait for it to finish or choose another --save-dir", folder=True):
@@ -638,10 +642,15 @@ def _changed_settings(state: dict[str, Any], cfg: TrainingConfig, world: int, co
     """Settings whose change makes the resumed run differ from an uninterrupted one (said, not refused)."""
     saved, saved_world = state.get("config", {}), state.get("world_size", 1)
     notes = []
-    for name in ("seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling",
-                 "sandwich_random", "sandwich_hand_scaled", "distill"):
-        if name in saved and saved[name] != getattr(cfg, name):
-            notes.append(f"{name} changed from {saved[name]} to {getattr(cfg, name)} since the checkpoint.")
+    names = ["seed", "max_tokens", "lr_scheduler", "lr", "warmup_updates", "arch_seed_offset", "dropout", "sampling", "distill"]
+    if cfg.sampling == "sandwich" or saved.get("sampling") == "sandwich":  # meaningless under HAT's rule
+        names += ["sandwich_random", "sandwich_hand_scaled"]
+    defaults = TrainingConfig()
+    for name in names:
+        # A checkpoint written before a setting existed ran with its default (e.g. no hand-scaled draws).
+        before = saved.get(name, getattr(defaults, name)) if saved else getattr(cfg, name)
+        if before != getattr(cfg, name):
+            notes.append(f"{name} changed from {before} to {getattr(cfg, name)} since the checkpoint.")
     if "update_freq" in saved and saved["update_freq"] * saved_world != cfg.update_freq * world:
         notes.append("update_freq x GPUs changed since the checkpoint, so updates hold a different number of batches.")
     # What ran, not what was asked ("auto"); checkpoints from before the switch existed ran the norms eagerly.

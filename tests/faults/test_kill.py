@@ -110,13 +110,16 @@ def test_train_super_killed_at_random_resumes_to_the_same_model(tmp_path, assets
         return ["train-super", "--task", "demo", "--data-dir", assets / "data", "--save-dir", save_dir, "--max-updates", "6",
                 "--save-interval", "2", "--validate-every", "4", "--keep-last", "2", "--device", "cpu", "--json"]
 
-    started = time.perf_counter()
+    started = time.time()
     reference = json.loads(finish(args(tmp_path / "ref"), tmp_path).stdout)
-    took = time.perf_counter() - started
+    # The window comes from this machine's own undisturbed run: from halfway to its second checkpoint (its first
+    # was written before) to its final model, so the kills land among the writes however fast the machine is
+    # (a fixed [1.0, 4.5) s window let a fast clean-clone run finish before every kill).
+    second_checkpoint = (tmp_path / "ref" / "checkpoint_0000004" / "state.json").stat().st_mtime - started
+    final_model = (tmp_path / "ref" / "model").stat().st_mtime - started
+    print(f"reference run: second checkpoint at {second_checkpoint:.2f} s, final model at {final_model:.2f} s")
     save_dir = tmp_path / "run"
-    # The window scales with this machine's own undisturbed run (start-up included), so the first kill lands
-    # inside the run however fast the machine is: a fixed [1.0, 4.5) s window let a fast run finish first.
-    kill_rounds(args(save_dir), tmp_path, 3, 0.3 * took, 0.9 * took, "train-super")
+    kill_rounds(args(save_dir), tmp_path, 3, 0.5 * second_checkpoint, final_model, "train-super")
     pointer = save_dir / "last.json"
     if pointer.exists():  # whatever moment the kill hit, the pointer names a complete checkpoint
         name = json.loads(pointer.read_text())["checkpoint"]
