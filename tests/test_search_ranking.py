@@ -174,6 +174,22 @@ def test_verify_takes_out_drift_through_the_reference():
     assert not raw["drift_corrected"] and raw["measured_latency_ms"] == 6.0 and not raw["within_budget"]
 
 
+def test_verify_measures_more_while_the_verdict_is_in_doubt():
+    # Clear verdicts stop at the rounds asked: far under the budget, or steady times.
+    steady = verify_against_reference(lambda arch: 5.0, "winner", None, None, budget_ms=5.5, rounds=3)
+    assert steady["rounds"] == 3 and steady["within_budget"]
+    # A busy moment: the winner alternates between 4 and 8 ms around a 6 ms budget, so the median of three rounds
+    # says little; it measures three more at a time, up to three times the rounds asked.
+    noisy = iter([4.0, 8.0] * 20)
+    busy = verify_against_reference(lambda arch: next(noisy), "winner", None, None, budget_ms=6.0, rounds=3)
+    assert busy["rounds"] == 9 and busy["rounds_asked"] == 3 and len(busy["raw_ms"]) == 9
+    wide = iter([4.0, 8.0] * 20)
+    far = verify_against_reference(lambda arch: next(wide), "winner", None, None, budget_ms=60.0, rounds=3)
+    assert far["rounds"] == 3  # the same noise, but nowhere near the budget: no doubt
+    capped = iter([4.0, 8.0] * 20)
+    assert verify_against_reference(lambda arch: next(capped), "w", None, None, 6.0, rounds=3, max_rounds=4)["rounds"] == 4
+
+
 def test_search_keeps_the_margin_and_verifies_on_fresh_instances(demo_run, tmp_path):
     measured = sorted(total_ms(r) for r in read_latency_csv(demo_run["csv"]).samples())
     # The slowest sample: room under it even after a margin of up to 50%. Rounded as the command line gets it
@@ -186,7 +202,9 @@ def test_search_keeps_the_margin_and_verifies_on_fresh_instances(demo_run, tmp_p
     assert kept["search_budget_ms"] == pytest.approx(budget * (1 - m["fraction"]), rel=1e-6)
     assert kept["predicted_latency_ms"] <= kept["search_budget_ms"]
     v = kept["verify"]
-    assert v["rounds"] == 2 and len(v["raw_ms"]) == 2 and len(v["reference_now_ms"]) == 2 and v["drift_corrected"]
+    # Two rounds asked; a verdict in doubt on this noisy CPU may take up to six.
+    assert v["rounds_asked"] == 2 and 2 <= v["rounds"] <= 6 and len(v["raw_ms"]) == len(v["reference_now_ms"]) == v["rounds"]
+    assert v["drift_corrected"]
     plain = hat(*common, "--out", str(tmp_path / "none"), "--margin", "0")
     assert plain["margin"]["fraction"] == 0 and plain["search_budget_ms"] == pytest.approx(budget, rel=1e-6)
 

@@ -268,7 +268,8 @@ PAGES = {
         '                           architecture (cancels drift); reports the noise\n'
         '                           band.\n'
         '  --verify-rounds <int>    Rounds of --verify (winner and reference, fresh\n'
-        '                           instances each).  [default: 5]\n'
+        '                           instances each); up to three times as many while\n'
+        '                           the verdict is in doubt.  [default: 5]\n'
         '  --margin <str>           Share of the budget kept free so that the winner\n'
         '                           still fits when measured again: auto (default:\n'
         "                           1.645 x the predictor's cross-validated relative\n"

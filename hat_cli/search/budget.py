@@ -77,17 +77,25 @@ def verify_against_reference(
     reference_ms: Optional[float],
     budget_ms: float,
     rounds: int = 5,
+    max_rounds: Optional[int] = None,
 ) -> dict[str, Any]:
     """Time ``winner`` in ``rounds`` rounds, each on a fresh model instance right after the reference.
 
     ``measure(config)`` builds a new model and returns its total latency in ms. With the collection's
     reference latency ``reference_ms``, every round's winner time is rescaled by ``reference_ms / reference
     now``: the latency the winner would have had while the predictor's data were measured.
+
+    While the verdict is in doubt (the median lies within two of its standard errors of the budget) it measures
+    ``rounds`` more, up to ``max_rounds`` (default three times ``rounds``): on a noisy CPU, five rounds taken in a
+    busy moment once put a winner 6% under budget with a ±50% noise band, and it measured 4% over afterwards
+    (bench/RESULTS.md, "The same count with this session's code").
     """
     if rounds < 1:
         raise HatError(f"Verification needs at least one round, got {rounds}.")
+    max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
     raw, now, corrected = [], [], []
-    for _ in range(rounds):
+
+    def one_round() -> None:
         ref_now = measure(reference) if reference is not None else None
         value = measure(winner)
         raw.append(value)
@@ -95,12 +103,19 @@ def verify_against_reference(
             now.append(ref_now)
             if reference_ms:
                 corrected.append(value * reference_ms / ref_now)
+
+    for _ in range(rounds):
+        one_round()
+    while len(raw) < max_rounds and _in_doubt(corrected or raw, budget_ms):
+        for _ in range(min(rounds, max_rounds - len(raw))):
+            one_round()
     values = corrected or raw
     median = statistics.median(values)
     spread = statistics.pstdev(values) / statistics.fmean(values) if len(values) > 1 else 0.0
     return {
         "measured_latency_ms": median,
-        "rounds": rounds,
+        "rounds": len(raw),
+        "rounds_asked": rounds,
         "raw_ms": raw,
         "reference_now_ms": now,
         "reference_collection_ms": reference_ms,
@@ -110,3 +125,13 @@ def verify_against_reference(
         "noise_band": 2.0 * spread,
         "within_budget": median <= budget_ms,
     }
+
+
+def _in_doubt(values: list[float], budget_ms: float) -> bool:
+    """Whether the median of ``values`` is within two standard errors of the budget (so more rounds could flip
+    the verdict). The standard error of a median is about 1.25 sigma / sqrt(n) for roughly normal samples."""
+    if len(values) < 2:
+        return False
+    median = statistics.median(values)
+    standard_error = 1.2533 * statistics.pstdev(values) / math.sqrt(len(values))
+    return abs(median - budget_ms) < 2.0 * standard_error

@@ -39,7 +39,7 @@ def search(
         False, "--verify",
         help="Measure the winner with the hardware's meter as a later measurement would: fresh model instances, each right "
         "after the latency collection's reference architecture (cancels drift); reports the noise band."),
-    verify_rounds: int = typer.Option(5, "--verify-rounds", help="Rounds of --verify (winner and reference, fresh instances each)."),
+    verify_rounds: int = typer.Option(5, "--verify-rounds", help="Rounds of --verify (winner and reference, fresh instances each); up to three times as many while the verdict is in doubt."),
     margin: Optional[str] = typer.Option(
         None, "--margin",
         help="Share of the budget kept free so that the winner still fits when measured again: auto (default: "
