@@ -233,15 +233,23 @@ class SearchSpace:
     def hand_scaled(self) -> list["SubTransformerConfig"]:
         """The plain Transformers of the space, what a person scaling one down by hand would try: one width
         for encoder and decoder, the same FFN size and head count in every layer and attention, standard
-        encoder-decoder attention (the last encoder layer). Largest first."""
+        encoder-decoder attention (the last encoder layer). Largest first. Listed once per space, since the
+        sandwich training asks at every update."""
+        cached = self.__dict__.get("_hand_scaled")
+        if cached is None:
+            cached = self._list_hand_scaled()
+            object.__setattr__(self, "_hand_scaled", cached)  # a cache, not a field: equality is unchanged
+        return list(cached)
+
+    def _list_hand_scaled(self) -> tuple["SubTransformerConfig", ...]:
         c = self.choices
         widths = sorted(set(c["encoder_embed_dim"]) & set(c["decoder_embed_dim"]), reverse=True)
         ffns = sorted(set(c["encoder_ffn_embed_dim"]) & set(c["decoder_ffn_embed_dim"]), reverse=True)
         heads = sorted(set(c["encoder_self_attention_heads"]) & set(c["decoder_self_attention_heads"])
                        & set(c["decoder_ende_attention_heads"]), reverse=True)
         if -1 not in c["decoder_arbitrary_ende_attn"]:
-            return []  # no architecture of the space attends the way a plain Transformer does (-1: the last layer)
-        return [
+            return ()  # no architecture of the space attends the way a plain Transformer does (-1: the last layer)
+        return tuple(
             SubTransformerConfig(
                 encoder_embed_dim=width, decoder_embed_dim=width, encoder_layer_num=le, decoder_layer_num=ld,
                 encoder_ffn_embed_dim=(ffn,) * le, encoder_self_attention_heads=(head,) * le,
@@ -250,7 +258,7 @@ class SearchSpace:
             )
             for width in widths for le in sorted(c["encoder_layer_num"], reverse=True)
             for ld in sorted(c["decoder_layer_num"], reverse=True) for ffn in ffns for head in heads
-        ]
+        )
 
     def sample(self, rng: random.Random) -> "SubTransformerConfig":
         """Draw one architecture uniformly, in the exact call order of HAT's sampler (docs/METHOD.md §1.5).

@@ -55,7 +55,7 @@ from hat_cli.tasks import Task
 from hat_cli.training import checkpoint as ckpt
 from hat_cli.training.config import TrainingConfig
 from hat_cli.training.loss import LN2, label_smoothed_nll_loss, training_losses
-from hat_cli.training.sampling import update_architectures
+from hat_cli.training.sampling import plain_transformers_to_draw, update_architectures
 from hat_cli.training.schedule import make_schedule
 
 MAX_POSITIONS = 1024  # fairseq's default max source/target positions: longer pairs are dropped from training
@@ -368,10 +368,8 @@ def train(run: TrainRun, on_progress: Optional[Callable[[Progress], None]] = Non
     (``resume=False``) moves an earlier run in ``save_dir`` aside and starts from scratch.
 
     The save dir is locked for the run (by the main process): a second training into it is refused."""
-    if run.kind == "super" and run.config.sandwich_hand_scaled and not run.space.hand_scaled():
-        # refused before the lock or anything else touches the save dir
-        raise HatError(f"The search space '{run.space.name}' has no hand-scaled Transformer to draw "
-                       "(sandwich_hand_scaled needs one attending to the last encoder layer only).")
+    if run.kind == "super" and run.config.sandwich_hand_scaled:
+        plain_transformers_to_draw(run.space)  # refused before the lock or anything else touches the save dir
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(run, on_progress)
     with exclusive(run.save_dir, "a training run", "wait for it to finish or choose another --save-dir", folder=True):

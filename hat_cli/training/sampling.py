@@ -60,9 +60,15 @@ def update_architectures(space: SearchSpace, sampling: str, updates: int, arch_s
     smallest = space.smallest(min(arbitrary))
     drawn = [space.sample(rng) for _ in range(sandwich_random)]
     if sandwich_hand_scaled:
-        plain = space.hand_scaled()  # ~100 small records: negligible beside an update
-        if not plain:
-            raise HatError(f"The search space '{space.name}' has no hand-scaled Transformer to draw (sandwich_hand_scaled).")
+        plain = plain_transformers_to_draw(space)
         drawn += [rng.choice(plain) for _ in range(sandwich_hand_scaled)]
     return [largest, smallest] + drawn
 
+
+def plain_transformers_to_draw(space: SearchSpace) -> list[SubTransformerConfig]:
+    """The space's hand-scaled Transformers (listed once per space), refused when there are none."""
+    plain = space.hand_scaled()
+    if not plain:
+        raise HatError(f"The search space '{space.name}' has no hand-scaled Transformer to draw "
+                       "(sandwich_hand_scaled needs one attending to the last encoder layer only).")
+    return plain
