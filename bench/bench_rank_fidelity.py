@@ -118,13 +118,6 @@ def proxy_ceiling(seed_tau: float, seeds_per_arch: list[int]) -> float:
     return 2 / math.pi * math.asin(math.sqrt(1.0 / (1.0 + noise)))
 
 
-def hand_scaled(arch: dict) -> bool:
-    """Whether an architecture is a plain Transformer (one width, FFN size and head count throughout)."""
-    from hat_cli.model.space import SubTransformerConfig
-
-    return SubTransformerConfig.from_dict(arch).is_hand_scaled()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True)
@@ -167,7 +160,9 @@ def main() -> None:
             pass
 
     taus = {label: kendall_tau([values[n] for n in names], truth) for label, values in proxies.items()}
-    heterogeneous = [n for n in names if not hand_scaled(records[n]["arch"])]
+    from hat_cli.model.space import SubTransformerConfig
+
+    heterogeneous = [n for n in names if not SubTransformerConfig.from_dict(records[n]["arch"]).is_hand_scaled()]
     taus_heterogeneous = {label: kendall_tau([values[n] for n in heterogeneous], [records[n]["final"] for n in heterogeneous])
                           for label, values in proxies.items() if len(heterogeneous) > 2}
     two_seeds = [n for n in names if len(records[n]["seed_finals"]) >= 2]
