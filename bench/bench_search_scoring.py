@@ -1,7 +1,8 @@
 """What one search candidate's score costs on a GPU: `hat search`'s scorer on newstest2013 (random `space0` weights,
-the data `bench_search_wmt.py` builds), at two batch sizes, in four variants, each adding one change: the eager
-loss under autocast (as before issue 16), the compiled loss, compiled residual LayerNorms (the default), and pure
-bf16 (no autocast: the residual stream in bf16 too).
+the data `bench_search_wmt.py` builds), at two batch sizes, in five variants, each adding one change: the eager
+loss under autocast (as before issue 16), the compiled loss, compiled residual LayerNorms (every dimension
+dynamic), the same compiled once per width (the default since the eleventh session), and pure bf16 (no
+autocast: the residual stream in bf16 too).
 
     python bench/bench_search_scoring.py --out DIR [--candidates 8] [--max-tokens 16384 65536]
 
@@ -23,8 +24,9 @@ sys.path.insert(0, str(HERE))
 
 VARIANTS = {"eager": dict(fused_loss=False, compiled_norms=False),
             "compiled-loss": dict(fused_loss=True, compiled_norms=False),
-            "compiled-norms": dict(fused_loss=True, compiled_norms=True),
-            "pure-bf16": dict(fused_loss=True, compiled_norms=True, pure_bf16=True)}
+            "compiled-norms": dict(fused_loss=True, compiled_norms=True, static_widths=False),
+            "static-widths": dict(fused_loss=True, compiled_norms=True, static_widths=True),
+            "pure-bf16": dict(fused_loss=True, compiled_norms=True, static_widths=True, pure_bf16=True)}
 
 
 def main() -> None:

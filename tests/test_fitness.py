@@ -144,6 +144,32 @@ def test_pure_bf16_and_compiled_norms_score_close_to_the_exact_loss(data, demo_s
         ValidationLoss(copy.deepcopy(model), valid, "fp32", pure_bf16=True)
 
 
+@pytest.mark.slow
+def test_scoring_compiled_once_per_width_gives_the_exact_losses(data, demo_space):
+    """The search's GPU default compiles the loss and the residual norms with static widths and dynamic batch
+    and time (hat_cli/core/compiled.py). In fp32 on the CPU it must give the eager scorer's losses, over batches
+    of several shapes and candidates of both widths, and compile per width, not per batch shape."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    model = make_supernet(demo_space, len(data.tgt_dict), seed=6)
+    valid = prepare_validation(data, 512, "cpu")
+    shapes = {tuple(b.src_tokens.shape) for b in valid.batches} | {tuple(b.target.shape) for b in valid.batches}
+    assert len(shapes) > 4  # batch and time really vary
+    rng = random.Random(8)
+    configs = [demo_space.sample(rng) for _ in range(4)] + [demo_space.largest(), demo_space.smallest(-1)]
+    assert {c.encoder_embed_dim for c in configs} == {32, 64}
+    exact = ValidationLoss(copy.deepcopy(model), valid, "fp32")(configs)
+    graphs_before = counters["stats"]["unique_graphs"]
+    static = ValidationLoss(copy.deepcopy(model), valid, "fp32", fused_loss=True, compiled_norms=True,
+                            static_widths=True)
+    assert static(configs) == pytest.approx(exact, rel=1e-5)
+    # eval without dropout: one norm graph per embedding width and one loss graph, whatever the batch shapes
+    assert counters["stats"]["unique_graphs"] - graphs_before <= 3
+    assert static.compile_warning() is None
+
+
 def test_dictionary_mismatch_is_refused(data):
     good = {"dictionaries": {"de": data.src_dict.sha256(), "en": data.tgt_dict.sha256()}}
     check_dictionaries(good, data, "supernet")

@@ -28,13 +28,16 @@ def _batch(device, vocab=400, padding=True):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("static_widths", [False, True])
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_norms_score_what_the_eager_layers_compute(device):
+def test_compiled_norms_score_what_the_eager_layers_compute(device, static_widths):
     """Scoring (no gradients, eval): space0 SuperTransformer in fp32, SubTransformers of both widths, the same
-    logits up to float rounding, and the compilation really ran (no fallback)."""
+    logits up to float rounding, and the compilation really ran (no fallback); compiled for all shapes at once,
+    and once per width as the search's scorer does on GPUs."""
     space = SearchSpace.builtin("space0")
     torch.manual_seed(0)
     model = TransformerModel.supertransformer(space.shape, 400, 400, True).eval().to(device)
+    model.static_widths = static_widths
     src, prev, _ = _batch(device)
     with torch.inference_mode():
         for seed in (0, 3):  # 512 and 640 wide
@@ -43,7 +46,7 @@ def test_compiled_norms_score_what_the_eager_layers_compute(device):
             eager = model(src, prev, config)
             model.compiled_norms = True
             torch.testing.assert_close(model(src, prev, config), eager, rtol=1e-5, atol=1e-5)
-    assert _compiled_residual_norm().failure is None and not compile_warnings()
+    assert _compiled_residual_norm(static_widths).failure is None and not compile_warnings()
 
 
 def _forward_backward(model, config, batch, compiled: bool):

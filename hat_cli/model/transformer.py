@@ -173,7 +173,7 @@ class LayerNorm(nn.Module):
     def after_residual(self, x: Tensor, h: Tensor, p: float, drop: "Dropouts", dim: int) -> Tensor:
         """The step after every sublayer: ``norm(x + dropout(h, p))``, compiled into one kernel (forward and
         backward) when ``drop.compiled_norms`` asks for it; otherwise the same three operations as written."""
-        residual_norm = _compiled_residual_norm() if drop.compiled_norms else _residual_norm
+        residual_norm = _compiled_residual_norm(drop.static_widths) if drop.compiled_norms else _residual_norm
         # No dropout, no dropout rate: a compiled function is specialised per rate, and eval needs no second one.
         return residual_norm(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim])
 
@@ -183,10 +183,10 @@ def _residual_norm(x: Tensor, h: Tensor, p: float, training: bool, weight: Tenso
 
 
 @functools.cache
-def _compiled_residual_norm():
+def _compiled_residual_norm(static_widths: bool = False):
     # Under autocast (training) x is fp32 and h bf16: eager, that is three kernels forward and more backward,
     # each reading and writing the whole activation; compiled, one each way (issue 16).
-    return compiled(_residual_norm, "the residual LayerNorm", "compiled_norms")
+    return compiled(_residual_norm, "the residual LayerNorm", "compiled_norms", static_widths)
 
 
 class Attention(nn.Module):
@@ -324,7 +324,8 @@ class DecoderLayer(nn.Module):
 @dataclass
 class Dropouts:
     """Effective dropout rates of one forward pass (HAT scales them by sample/super width, docs/METHOD.md §2.5),
-    and whether its residual steps run compiled (``TransformerModel.compiled_norms``)."""
+    and whether its residual steps run compiled (``TransformerModel.compiled_norms``), compiled once per width
+    (``TransformerModel.static_widths``, see hat_cli/core/compiled.py) or once for all."""
 
     training: bool
     residual: float
@@ -332,6 +333,7 @@ class Dropouts:
     attention: float
     encoder_self_attn_residual: float
     compiled_norms: bool = False
+    static_widths: bool = False
 
 
 # ------------------------------------------------------------------------------------- encoder output
@@ -448,6 +450,7 @@ class TransformerModel(nn.Module):
         self.hat_dropout_quirk = hat_dropout_quirk
         # Set by training and the search on GPUs (their compiled_norms switch); not part of the model's state.
         self.compiled_norms = False
+        self.static_widths = False  # the search's scorer compiles once per width (hat_cli/core/compiled.py)
 
         # One shared table serves both sides, so it must be as wide as the wider of the two.
         shared_width = max(dims.encoder_embed_dim, dims.decoder_embed_dim)
@@ -538,6 +541,7 @@ class TransformerModel(nn.Module):
             attention=self.attention_dropout if self.training else 0.0,
             encoder_self_attn_residual=self.dropout if self.hat_dropout_quirk else residual,
             compiled_norms=self.compiled_norms,
+            static_widths=self.static_widths,
         )
 
     def encode(self, src_tokens: Tensor, config: Optional[SubTransformerConfig] = None) -> EncoderOutput:

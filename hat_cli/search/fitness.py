@@ -104,7 +104,8 @@ class ValidationLoss:
     """``fitness(configs) -> list of losses`` (bits per target token), one batched pass per config."""
 
     def __init__(self, model, valid: ValidationSet, precision: str = "bf16", epsilon: float = LABEL_SMOOTHING,
-                 fused_loss: bool | None = None, compiled_norms: bool | None = None, pure_bf16: bool = False):
+                 fused_loss: bool | None = None, compiled_norms: bool | None = None, pure_bf16: bool = False,
+                 static_widths: bool | None = None):
         if precision not in PRECISIONS:
             raise HatError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'.")
         self.valid = valid
@@ -122,12 +123,16 @@ class ValidationLoss:
         fast = bf16 and self.device.type == "cuda"
         # Set on the model at every scoring pass: scorers of several settings may share one model.
         self.compiled_norms = fast if compiled_norms is None else compiled_norms
+        # Compiled once per width: a search scores thousands of candidates of a few widths (embedding widths for
+        # the norms, one vocabulary for the loss), so each compilation is reused many times (issue 16).
+        self.static_widths = fast if static_widths is None else static_widths
         self.evaluations = 0
         # bf16 on a GPU: the loss straight from the bf16 logits in one compiled pass (training/loss.py), not
         # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
         if fused_loss is None:
             fused_loss = fast
-        self.loss_function = training_losses(compiled=True)[0] if fused_loss else label_smoothed_nll_loss
+        self.loss_function = (training_losses(compiled=True, static_widths=self.static_widths)[0] if fused_loss
+                              else label_smoothed_nll_loss)
 
     def compile_warning(self) -> str | None:
         """A sentence for the search's log if compiling failed (the loss or the norms were computed uncompiled)."""
@@ -149,6 +154,7 @@ class ValidationLoss:
         """Label-smoothed loss summed over the whole validation set, as a device scalar (no host sync)."""
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.compiled_norms = self.compiled_norms
+        self.model.static_widths = self.static_widths
         with self._context():
             for batch in self.valid.batches:
                 logits = self.model(batch.src_tokens, batch.prev_output_tokens, config)

@@ -65,12 +65,13 @@ def distillation_loss_from_logits(logits: torch.Tensor, teacher_logits: torch.Te
     return per_token.masked_fill(~keep, 0.0).sum()
 
 
-def training_losses(compiled: bool) -> tuple[Callable, Callable]:
+def training_losses(compiled: bool, static_widths: bool = False) -> tuple[Callable, Callable]:
     """(label-smoothed loss, distillation loss), both from logits: compiled (training's ``compiled_loss``, the
-    search's bf16 scoring on GPUs) or the plain functions, which compute the same quantities eagerly."""
+    search's bf16 scoring on GPUs; ``static_widths``: the vocabulary static, see hat_cli/core/compiled.py) or
+    the plain functions, which compute the same quantities eagerly."""
     if compiled:
-        return (compiled_function(smoothed_loss_from_logits, "the loss", "compiled_loss"),
-                compiled_function(distillation_loss_from_logits, "the loss", "compiled_loss"))
+        return (compiled_function(smoothed_loss_from_logits, "the loss", "compiled_loss", static_widths),
+                compiled_function(distillation_loss_from_logits, "the loss", "compiled_loss", static_widths))
     return smoothed_loss_from_logits, distillation_loss_from_logits
 
 
