@@ -161,6 +161,24 @@ class Linear(nn.Module):
     def forward(self, x: Tensor, out_dim: int, in_dim: int) -> Tensor:
         return _linear(x, self.weight, self.bias, out_dim, in_dim)
 
+    def forward_relu(self, x: Tensor, out_dim: int, in_dim: int) -> Tensor:
+        """relu(self(x)): on a GPU without gradients (the search's scoring, decoding) as one matmul whose epilogue
+        applies the bias and the ReLU, instead of a second pass over the [tokens, ffn] output (7% of a scored
+        candidate's GPU time on an H100). Rounding commutes with max(0, ·), so the values are the same.
+        torch._addmm_activation has no backward, so training keeps the two steps."""
+        if torch.is_grad_enabled() or not x.is_cuda or self.weight.dtype == torch.float64:  # float64: autocast's exception
+            return F.relu(self(x, out_dim, in_dim))
+        return _linear_relu_no_grad(x, self.weight, self.bias, out_dim, in_dim)
+
+
+def _linear_relu_no_grad(x: Tensor, weight: Tensor, bias: Tensor, out_dim: int, in_dim: int) -> Tensor:
+    """relu(x W[:out, :in]^T + b[:out]) in one addmm with a ReLU epilogue, in the dtype autocast would use."""
+    device_type = x.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
+    w, b = weight[:out_dim, :in_dim].to(dtype), bias[:out_dim].to(dtype)
+    out = torch._addmm_activation(b, x.reshape(-1, in_dim).to(dtype), w.t())
+    return out.view(*x.shape[:-1], out_dim)
+
 
 class LayerNorm(nn.Module):
     """LayerNorm over the first ``dim`` features with the leading slice of its weight and bias."""
@@ -263,7 +281,7 @@ class EncoderLayer(nn.Module):
         q, k, v = self.self_attn.project_self(x, dim)
         h = self.self_attn.attend(q, k, v, heads, dim, mask=mask, dropout=drop.attention)
         x = self.self_attn_layer_norm.after_residual(x, h, drop.encoder_self_attn_residual, drop, dim)
-        h = F.relu(self.fc1(x, ffn, dim))
+        h = self.fc1.forward_relu(x, ffn, dim)
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
         return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
@@ -315,7 +333,7 @@ class DecoderLayer(nn.Module):
         h = self.encoder_attn.attend(q, k, v, ende_heads, dim, mask=memory.mask, dropout=drop.attention)
         x = self.encoder_attn_layer_norm.after_residual(x, h, drop.residual, drop, dim)
 
-        h = F.relu(self.fc1(x, ffn, dim))
+        h = self.fc1.forward_relu(x, ffn, dim)
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
         return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
@@ -360,6 +378,12 @@ class EncoderOutput:
             # [last ; second-last ; third-last], one softmax over all of them (docs/METHOD.md §1.4).
             parts = [self.out] + [self.layer_outputs[-i] for i in range(2, layers_attended + 1)]
             keys = torch.cat(parts, dim=1) if len(parts) > 1 else self.out
+            device_type = keys.device.type
+            if not torch.is_grad_enabled() and torch.is_autocast_enabled(device_type) and keys.dtype != torch.float64:
+                # Every decoder layer projects these keys, and autocast would cast them for each: cast once, as
+                # autocast does (float64 it leaves alone). With gradients the layers' bf16 gradients would then be
+                # summed in bf16, so training keeps autocast's casts.
+                keys = keys.to(torch.get_autocast_dtype(device_type))
             mask = None
             if self.padding_mask is not None:
                 keep = ~self.padding_mask

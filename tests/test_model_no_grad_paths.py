@@ -1,0 +1,83 @@
+"""Two shortcuts the model takes when no gradients are needed (the search's scoring, decoding, latency): the
+encoder keys cast once for all decoder layers under autocast, and on GPUs the feed-forward ReLU applied in the
+matmul's epilogue. Both must give what the forward pass with gradients gives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hat_cli.model.space import SearchSpace
+from hat_cli.model.transformer import TransformerModel, _linear, _linear_relu_no_grad
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the matmul epilogue runs there)")
+
+
+def _model_and_batch(device: str):
+    space = SearchSpace.builtin("space0")
+    torch.manual_seed(0)
+    model = TransformerModel.supertransformer(space.shape, 400, 400, True).eval().to(device)
+    g = torch.Generator().manual_seed(1)
+    src, prev = (torch.randint(4, 400, (3, n), generator=g).to(device) for n in (9, 7))
+    src[0, :3] = 1  # left padding, so the encoder-attention mask is exercised
+    return space, model, src, prev
+
+
+def test_no_grad_forward_under_autocast_equals_the_forward_with_gradients():
+    """space0, six sampled SubTransformers attending to 1-3 encoder layers, bf16 autocast on the CPU: the same
+    logits to the last bit, and the keys the decoder layers read are bf16 only where no gradient flows."""
+    space, model, src, prev = _model_and_batch("cpu")
+    attended = set()
+    for seed in range(6):
+        config = space.sample(random.Random(seed))
+        attended.update(config.encoder_layers_attended(i) for i in range(config.decoder_layer_num))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad():
+                fast = model(src, prev, config)
+                keys = model.encode(src, config).memory(config.encoder_layers_attended(0)).keys
+            with_gradients = model(src, prev, config)
+            keys_with_gradients = model.encode(src, config).memory(config.encoder_layers_attended(0)).keys
+        assert torch.equal(fast, with_gradients.detach())
+        assert keys.dtype == torch.bfloat16 and keys_with_gradients.dtype == torch.float32
+    assert attended == {1, 2, 3}
+    with torch.no_grad():  # without autocast nothing is cast
+        config = space.sample(random.Random(0))
+        assert model.encode(src, config).memory(1).keys.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_relu_matmul_computes_relu_of_the_sliced_linear(dtype):
+    """The one-kernel feed-forward step (what GPUs run without gradients), here on the CPU: relu of the leading
+    slice of the weight and bias, with and without autocast, for [batch, time, width] inputs."""
+    g = torch.Generator().manual_seed(4)
+    weight, bias = torch.randn(96, 40, generator=g).to(dtype), torch.randn(96, generator=g).to(dtype)
+    x = torch.randn(3, 5, 32, generator=g)
+    with torch.no_grad():
+        expected = F.relu(_linear(x.to(dtype), weight, bias, 64, 32))
+        got = _linear_relu_no_grad(x.to(dtype), weight, bias, 64, 32)
+        assert got.shape == (3, 5, 64) and got.dtype == dtype
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        assert (got == 0).any() and (got > 0).any()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 activations, as the residual stream hands them
+            autocast_expected = F.relu(_linear(x, weight, bias, 64, 32))
+            autocast_got = _linear_relu_no_grad(x, weight, bias, 64, 32)
+        assert autocast_got.dtype == autocast_expected.dtype == torch.bfloat16
+        torch.testing.assert_close(autocast_got, autocast_expected, rtol=1e-2, atol=1e-2)
+
+
+@GPU
+def test_on_a_gpu_the_no_grad_forward_matches_the_forward_with_gradients():
+    """What the search's scorer runs on a GPU (bf16 weights, autocast, no gradients: the ReLU epilogue and the
+    keys cast once) against the same forward with gradients enabled, within bf16 rounding."""
+    space, model, src, prev = _model_and_batch("cuda")
+    model = model.to(torch.bfloat16)
+    for seed in range(4):
+        config = space.sample(random.Random(seed))
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.no_grad():
+                fast = model(src, prev, config).float()
+            reference = model(src, prev, config).detach().float()
+        torch.testing.assert_close(fast, reference, rtol=2e-2, atol=2e-2)
