@@ -120,7 +120,8 @@ def train_super(
     sandwich_random: Optional[int] = typer.Option(None, "--sandwich-random", help="Random SubTransformers per sandwich update (default 2)."),
     sandwich_hand_scaled: Optional[int] = typer.Option(
         None, "--sandwich-hand-scaled",
-        help="Plain (hand-scaled) Transformers of the space drawn per sandwich update, after the random ones (default 0)."),
+        help="Plain (hand-scaled) Transformers of the space drawn per sandwich update, after the random ones (default 0; "
+             "1 ordered Multi30k's architectures best in one H100 run, docs/METHOD.md §3.1)."),
     distill: Optional[float] = typer.Option(
         None, "--distill",
         help="With --sampling sandwich: weight (0-1) of in-place distillation from the largest SubTransformer for the others (0: off)."),
