@@ -9,7 +9,8 @@ Everything goes through `hat` with the Multi30k task defaults, on one GPU:
    `hat fit-predictor`; `hat profile --hw cuda` of the plain 256-wide models with 1, 2 and 3 decoder layers,
    whose measured latencies are the three budgets;
 2. side by side: `hat train-super` twice (HAT's one random SubTransformer per update, and the sandwich rule
-   with in-place distillation); `hat train-sub` + `hat test` of the plain families scaled by depth and width
+   with in-place distillation and, since the eleventh session, one hand-scaled draw per update:
+   `--sandwich-hand-scaled 0` gives the sandwich of the earlier runs recorded in bench/RESULTS.md); `hat train-sub` + `hat test` of the plain families scaled by depth and width
    (256, 384, 512 wide; 1-3 decoder layers), the largest and smallest SubTransformers and three random ones,
    validated every 250 updates (the short-training proxies of the rank-fidelity table). With --recorded, the
    runs found there (an earlier call's sub-NAME-s1/{model/config.json,train_log.jsonl}, json/NAME-s1.1.json,

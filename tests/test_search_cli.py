@@ -195,6 +195,12 @@ def test_an_interrupted_search_resumes_from_saved_scores(demo_inputs, tmp_path):
     assert resumed["arch"] == uninterrupted["arch"] and resumed["valid_loss"] == uninterrupted["valid_loss"]
     again = search(demo_inputs, out, valid_subset=20)
     assert again["computed_evaluations"] == 0
+    saved = json.loads((out / "scores.json").read_text())  # scores of an earlier scorer's arithmetic: not mixed in
+    assert saved["fingerprint"]["scorer"]["version"] >= 2
+    saved["fingerprint"]["scorer"]["version"] = 1
+    (out / "scores.json").write_text(json.dumps(saved))
+    older = search(demo_inputs, out, valid_subset=20)
+    assert older["reused_evaluations"] == 0 and older["computed_evaluations"] == older["evaluations"]
     fresh = search(demo_inputs, out, valid_subset=20, fresh=True)
     assert fresh["computed_evaluations"] == fresh["evaluations"]
     other = search(demo_inputs, out, valid_subset=21)  # another fitness: nothing reused

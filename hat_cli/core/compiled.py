@@ -40,8 +40,9 @@ class CompiledOrEager:
     Two ways to compile (``static_widths``): every dimension dynamic, so that one compilation serves every shape;
     or batch and time dynamic and the widths static, one compilation per width, which lets the compiler size
     its blocks for the reductions over the width and the vocabulary. The second pays where few widths repeat
-    many times (the search's scorer: 12% less time per candidate on an H100, bench/RESULTS.md) and costs where
-    every update brings another width (training, where it was no faster)."""
+    many times (the search's scorer: 13-16% less GPU time per candidate on an H100, bench/RESULTS.md); training,
+    where every update may bring another width, compiles for all shapes (compiled norms, either way, were no
+    faster than eager ones there)."""
 
     def __init__(self, function, what: str, switch: str, static_widths: bool = False):
         import torch

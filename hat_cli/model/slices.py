@@ -43,15 +43,22 @@ class _CastSlice(torch.autograd.Function):
         return None, None, None
 
 
+def autocast_dtype(tensor: Tensor) -> Optional[torch.dtype]:
+    """The dtype a matmul under autocast computes ``tensor`` in here, or None where autocast leaves it alone
+    (autocast off on its device, or a float64 tensor)."""
+    device_type = tensor.device.type
+    if not torch.is_autocast_enabled(device_type) or tensor.dtype == torch.float64:
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
 def matmul_slice(weight: Optional[Tensor], *bounds: slice) -> Optional[Tensor]:
     """``weight[bounds]`` as a matmul under the current autocast will read it (see the module's docstring)."""
     if weight is None:
         return None
     # Gradients first: decoding (no gradients) calls this for every weight at every step, and returns at once.
     if torch.is_grad_enabled() and weight.requires_grad and weight.is_leaf:
-        device_type = weight.device.type
-        if torch.is_autocast_enabled(device_type):
-            dtype = torch.get_autocast_dtype(device_type)
-            if dtype != weight.dtype:
-                return _CastSlice.apply(weight, bounds, dtype)
+        dtype = autocast_dtype(weight)
+        if dtype is not None and dtype != weight.dtype:
+            return _CastSlice.apply(weight, bounds, dtype)
     return weight[bounds]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hat_cli.core.compiled import compiled
-from hat_cli.model.slices import matmul_slice
+from hat_cli.model.slices import autocast_dtype, matmul_slice
 from hat_cli.model.space import SubTransformerConfig, SuperShape
 
 PAD, EOS = 1, 2
@@ -164,17 +164,22 @@ class Linear(nn.Module):
     def forward_relu(self, x: Tensor, out_dim: int, in_dim: int) -> Tensor:
         """relu(self(x)): on a GPU without gradients (the search's scoring, decoding) as one matmul whose epilogue
         applies the bias and the ReLU, instead of a second pass over the [tokens, ffn] output (7% of a scored
-        candidate's GPU time on an H100). Rounding commutes with max(0, ·), so the values are the same.
-        torch._addmm_activation has no backward, so training keeps the two steps."""
+        candidate's GPU time on an H100, bench/RESULTS.md). Rounding commutes with max(0, ·), so only the matmul
+        kernel's own order of additions can differ. torch._addmm_activation has no backward, so training keeps
+        the two steps."""
         if torch.is_grad_enabled() or not x.is_cuda or self.weight.dtype == torch.float64:  # float64: autocast's exception
             return F.relu(self(x, out_dim, in_dim))
         return _linear_relu_no_grad(x, self.weight, self.bias, out_dim, in_dim)
 
 
 def _linear_relu_no_grad(x: Tensor, weight: Tensor, bias: Tensor, out_dim: int, in_dim: int) -> Tensor:
-    """relu(x W[:out, :in]^T + b[:out]) in one addmm with a ReLU epilogue, in the dtype autocast would use."""
-    device_type = x.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else weight.dtype
+    """relu(x W[:out, :in]^T + b[:out]) in one addmm with a ReLU epilogue, in the dtype F.linear would compute in
+    (the autocast dtype, else the weight's; like F.linear, mixed dtypes without autocast are an error)."""
+    dtype = autocast_dtype(weight)
+    if dtype is None:
+        if x.dtype != weight.dtype:
+            raise RuntimeError(f"input {x.dtype} and weight {weight.dtype} differ and autocast is off")
+        dtype = weight.dtype
     w, b = weight[:out_dim, :in_dim].to(dtype), bias[:out_dim].to(dtype)
     out = torch._addmm_activation(b, x.reshape(-1, in_dim).to(dtype), w.t())
     return out.view(*x.shape[:-1], out_dim)
@@ -378,12 +383,11 @@ class EncoderOutput:
             # [last ; second-last ; third-last], one softmax over all of them (docs/METHOD.md §1.4).
             parts = [self.out] + [self.layer_outputs[-i] for i in range(2, layers_attended + 1)]
             keys = torch.cat(parts, dim=1) if len(parts) > 1 else self.out
-            device_type = keys.device.type
-            if not torch.is_grad_enabled() and torch.is_autocast_enabled(device_type) and keys.dtype != torch.float64:
-                # Every decoder layer projects these keys, and autocast would cast them for each: cast once, as
-                # autocast does (float64 it leaves alone). With gradients the layers' bf16 gradients would then be
-                # summed in bf16, so training keeps autocast's casts.
-                keys = keys.to(torch.get_autocast_dtype(device_type))
+            dtype = autocast_dtype(keys)
+            if dtype is not None and not torch.is_grad_enabled():
+                # Every decoder layer projects these keys, and autocast would cast them for each: cast once. With
+                # gradients the layers' bf16 gradients would then be summed in bf16, so training keeps autocast's casts.
+                keys = keys.to(dtype)
             mask = None
             if self.padding_mask is not None:
                 keep = ~self.padding_mask

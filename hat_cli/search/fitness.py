@@ -100,6 +100,11 @@ def _exact_fp32() -> Iterator[None]:
         torch.set_float32_matmul_precision(precision)
 
 
+# Raised whenever the scorer's arithmetic changes in a way that moves scores by rounding (2: compiled once per
+# width, the ReLU in the matmul epilogue on GPUs and the encoder keys cast once; eleventh session).
+SCORER_VERSION = 2
+
+
 class ValidationLoss:
     """``fitness(configs) -> list of losses`` (bits per target token), one batched pass per config."""
 
@@ -131,8 +136,15 @@ class ValidationLoss:
         # through fp32 log-probabilities of the logits' size. The fp32 reference keeps the eager loss.
         if fused_loss is None:
             fused_loss = fast
+        self.fused_loss, self.pure_bf16 = fused_loss, pure_bf16
         self.loss_function = (training_losses(compiled=True, static_widths=self.static_widths)[0] if fused_loss
                               else label_smoothed_nll_loss)
+
+    def settings(self) -> dict:
+        """How the scores are computed, for the search's score cache: scores from other settings (or from an
+        earlier version of this arithmetic, ``SCORER_VERSION``) differ by rounding and are not mixed in."""
+        return {"version": SCORER_VERSION, "fused_loss": self.fused_loss, "compiled_norms": self.compiled_norms,
+                "static_widths": self.static_widths, "pure_bf16": self.pure_bf16}
 
     def compile_warning(self) -> str | None:
         """A sentence for the search's log if compiling failed (the loss or the norms were computed uncompiled)."""

@@ -144,6 +144,7 @@ def load_fitness(request: SearchRequest) -> Fitness:
         "precision": precision,
         "device": device.type,
         "label_smoothing": score.epsilon,
+        "scorer": score.settings(),
     }
     return Fitness(score, device, precision, max_tokens, valid.sentences, valid.target_tokens, fingerprint, warnings)
 
