@@ -21,7 +21,11 @@ Printed: one row per architecture and the Kendall tau (tau-b) of every proxy aga
 the architectures that are not hand-scaled (so a proxy cannot score by the plain models alone), the agreement
 of two seeds where there are two with an estimate of what a perfect proxy would reach against this truth (see
 proxy_ceiling; ``short:N`` shares seed 1's noise with the truth and is not bounded by it), and the truth
-against test BLEU where given. Needs a GPU for the inherited
+against test BLEU where given. Every inherited proxy also gets the range its tau takes over resampled sets of
+the same architectures (bootstrap, 90%), and ``--compare A B`` the same for the difference of two proxies: how
+much a tau or a gain owes to which architectures are in the set (a SuperTransformer trained again adds noise of
+its own, which this does not see). ``--proxies-from JSON`` takes the inherited scores of an earlier run's
+``--out`` file, so tables of several GPU runs can be compared on any machine. Needs a GPU for the inherited
 scores of a real task (bf16), or runs on the CPU (fp32) for the demo task.
 """
 
@@ -118,13 +122,52 @@ def proxy_ceiling(seed_tau: float, seeds_per_arch: list[int]) -> float:
     return 2 / math.pi * math.asin(math.sqrt(1.0 / (1.0 + noise)))
 
 
+def bootstrap_taus(proxies: dict[str, list[float]], truth: list[float], resamples: int = 2000,
+                   seed: int = 0) -> list[dict[str, float]]:
+    """Kendall tau of every proxy against the truth over ``resamples`` resamplings of the architectures (drawn
+    with replacement; the same draws for every proxy, so that two proxies can be compared pair by pair). How much
+    a tau owes to which architectures happen to be in the set; not the noise of training the proxy again."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(truth)
+    draws = []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        draws.append({label: kendall_tau([values[i] for i in idx], [truth[i] for i in idx])
+                      for label, values in proxies.items()})
+    return [d for d in draws if all(v == v for v in d.values())]  # drop draws of one repeated architecture
+
+
+def interval(values: list[float], level: float = 0.9) -> tuple[float, float]:
+    """The central ``level`` share of ``values`` (percentiles)."""
+    ordered = sorted(values)
+    low = ordered[round((1 - level) / 2 * (len(ordered) - 1))]
+    high = ordered[round((1 + level) / 2 * (len(ordered) - 1))]
+    return low, high
+
+
+def proxies_from(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
+    """The ``inherited:*`` columns an earlier run of this script wrote (its --out JSON), for these architectures."""
+    archs = json.loads(path.read_text())["architectures"]
+    missing = [n for n in names if n not in archs]
+    if missing:
+        raise SystemExit(f"{path} has no scores for {', '.join(missing)}")
+    labels = sorted({k for n in names for k in archs[n] if k.startswith("inherited:")})
+    return {label: {n: float(archs[n][label]) for n in names} for label in labels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, help="the task's data (needed to score --supernet)")
     parser.add_argument("--supernet", action="append", default=[], help="LABEL=MODEL_DIR of a SuperTransformer")
     parser.add_argument("--trained", action="append", default=[], help="NAME=SAVE_DIR of `hat train-sub`")
     parser.add_argument("--bleu", action="append", default=[], help="NAME=JSON of `hat test --json`")
+    parser.add_argument("--proxies-from", action="append", default=[], type=Path,
+                        help="an earlier --out JSON: its inherited:* scores join the table (no GPU needed)")
+    parser.add_argument("--compare", nargs=2, metavar=("PROXY_A", "PROXY_B"),
+                        help="bootstrap the tau difference of two proxies (e.g. inherited:a inherited:b)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -145,6 +188,10 @@ def main() -> None:
     names = sorted(records)
     truth = [records[n]["final"] for n in names]
     proxies: dict[str, dict[str, float]] = {}
+    for path in args.proxies_from:
+        proxies.update(proxies_from(path, names))
+    if args.supernet and args.data_dir is None:
+        raise SystemExit("--supernet needs --data-dir")
     for label, path in pairs(args.supernet).items():
         proxies[f"inherited:{label}"] = inherited_losses(path, {n: records[n] for n in names}, args.task, args.data_dir, args.device)
     common_updates = set.intersection(*(set(records[n]["curve"]) for n in names)) if names else set()
@@ -173,11 +220,22 @@ def main() -> None:
     with_bleu = [n for n in names if n in bleu]
     if len(with_bleu) > 2:  # lower loss should mean higher BLEU: tau of loss against -BLEU
         taus["truth_vs_test_bleu"] = kendall_tau([records[n]["final"] for n in with_bleu], [-bleu[n] for n in with_bleu])
+    inherited = {label: [values[n] for n in names] for label, values in proxies.items() if label.startswith("inherited:")}
+    draws = bootstrap_taus(inherited, truth) if inherited and len(names) > 3 else []
+    intervals = {label: interval([d[label] for d in draws]) for label in inherited} if draws else {}
+    comparison = None
+    if args.compare:
+        a, b = args.compare
+        if a not in inherited or b not in inherited:
+            raise SystemExit(f"--compare takes two inherited proxies of this table: {', '.join(inherited)}")
+        differences = [d[a] - d[b] for d in draws]
+        comparison = {"a": a, "b": b, "difference": taus[a] - taus[b], "interval_90": interval(differences),
+                      "share_a_better": sum(x > 0 for x in differences) / len(differences)}
     doc = {"architectures": {n: {**records[n], **{k: v[n] for k, v in proxies.items()}, "bleu": bleu.get(n),
                                  "hand_scaled": n not in heterogeneous} for n in names},
            "kendall_tau": taus, "kendall_tau_not_hand_scaled": taus_heterogeneous, "count": len(names),
            "count_not_hand_scaled": len(heterogeneous), "count_two_seeds": len(two_seeds),
-           "perfect_proxy_tau_estimate": ceiling}
+           "perfect_proxy_tau_estimate": ceiling, "bootstrap_interval_90": intervals, "comparison": comparison}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -191,10 +249,16 @@ def main() -> None:
           f"{len(heterogeneous)} not hand-scaled, {len(two_seeds)} with two seeds):")
     for label, tau in taus.items():
         other = taus_heterogeneous.get(label)
-        print(f"  {label}: {tau:+.3f}" + (f"   (not hand-scaled: {other:+.3f})" if other is not None else ""))
+        band = f"   90% of resampled sets: {intervals[label][0]:+.2f} to {intervals[label][1]:+.2f}" if label in intervals else ""
+        print(f"  {label}: {tau:+.3f}" + (f"   (not hand-scaled: {other:+.3f})" if other is not None else "") + band)
     if ceiling is not None:
         print(f"  a perfect proxy against this truth: roughly {ceiling:+.2f} (from the seed agreement of "
               f"{len(two_seeds)} architectures; short:N shares seed 1's noise and is not bounded by it)")
+    if comparison:
+        low, high = comparison["interval_90"]
+        print(f"  {comparison['a']} - {comparison['b']}: {comparison['difference']:+.3f}, 90% of resampled sets "
+              f"{low:+.2f} to {high:+.2f}, {comparison['a']} ahead in {100 * comparison['share_a_better']:.0f}% "
+              "(architectures resampled; a SuperTransformer trained again would add its own noise)")
 
 
 if __name__ == "__main__":

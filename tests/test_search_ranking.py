@@ -26,7 +26,7 @@ from hat_cli.training.loss import distillation_loss_from_logits
 from hat_cli.training.sampling import check_sampling, update_architectures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_rank_fidelity import kendall_tau, proxy_ceiling  # noqa: E402
+from bench_rank_fidelity import bootstrap_taus, interval, kendall_tau, proxies_from, proxy_ceiling  # noqa: E402
 
 runner = CliRunner()
 
@@ -346,6 +346,25 @@ def test_perfect_proxy_ceiling_rises_with_seeds_and_agreement():
     assert three == pytest.approx(0.8868, abs=1e-3)
     assert proxy_ceiling(0.73, [1, 2]) == pytest.approx(2 / math.pi * math.asin((1 + 0.75 * (1 - 0.9114) / 0.9114) ** -0.5), abs=1e-3)
     assert proxy_ceiling(0.5, [1]) < one and proxy_ceiling(-0.2, [1]) == 0.0
+
+
+def test_bootstrap_of_tau_resamples_architectures_alike_for_every_proxy(tmp_path):
+    """A proxy equal to the truth keeps tau 1 in every resampled set; a reversed one -1; one with a single swapped
+    pair stays below it in every set that holds the pair; the same draws serve every proxy (paired)."""
+    truth = [float(i) for i in range(12)]
+    swapped = truth[:]
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    draws = bootstrap_taus({"exact": truth, "reversed": truth[::-1], "swapped": swapped}, truth, resamples=300, seed=1)
+    assert len(draws) == 300
+    assert all(d["exact"] == 1.0 and d["reversed"] == -1.0 for d in draws)
+    assert all(d["swapped"] <= d["exact"] for d in draws) and any(d["swapped"] < 1.0 for d in draws)
+    assert bootstrap_taus({"exact": truth}, truth, resamples=300, seed=1) == [{"exact": 1.0}] * 300
+    assert interval([float(i) for i in range(101)], 0.9) == (5.0, 95.0)
+    doc = {"architectures": {"a": {"inherited:x": 4.1, "final": 4.0}, "b": {"inherited:x": 4.3, "short:500": 5.0}}}
+    (tmp_path / "rf.json").write_text(json.dumps(doc))
+    assert proxies_from(tmp_path / "rf.json", ["a", "b"]) == {"inherited:x": {"a": 4.1, "b": 4.3}}
+    with pytest.raises(SystemExit, match="no scores for c"):
+        proxies_from(tmp_path / "rf.json", ["a", "c"])
 
 
 def test_predictors_serve_only_the_hardware_they_were_measured_on():
