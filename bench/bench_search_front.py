@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--rerank", type=int, default=3)
     parser.add_argument("--rerank-jobs", type=int, default=3)
     parser.add_argument("--rerank-metric", choices=("loss", "bleu"), default="loss")
+    parser.add_argument("--rerank-seeds", type=int, default=1, help="hat search's: trainings per re-ranked candidate")
     parser.add_argument("--recorded", type=Path, help="an earlier call's work folder: its standalone runs are reused")
     parser.add_argument("--rerank-updates", type=int, default=None, help="default: hat search's (60%% of train-sub's updates)")
     parser.add_argument("--ours-supernet", choices=("sandwich", "hat"), default="sandwich",
@@ -283,7 +284,7 @@ def main() -> None:
         return hat("search", "--task", task, "--hw", hw, "--latency", f"{budget:.4f}ms", "--supernet",
                    str(work / f"super-{args.ours_supernet}" / "model"), "--data-dir", data, "--predictor", str(predictor),
                    "--out", str(out), "--margin", "auto", "--rerank", str(args.rerank), "--rerank-jobs", str(args.rerank_jobs),
-                   "--rerank-metric", args.rerank_metric,
+                   "--rerank-metric", args.rerank_metric, "--rerank-seeds", str(args.rerank_seeds),
                    *(["--verify"] if verify else []), *search_small)
 
     supernet_job = f"super-{args.ours_supernet}"

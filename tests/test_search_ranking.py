@@ -284,6 +284,28 @@ def test_search_reranks_by_training_and_resumes(demo_run, tmp_path):
     assert not_rewritten()
 
 
+def test_rerank_with_two_seeds_ranks_by_the_means_and_reuses_the_first_seed(demo_run, tmp_path):
+    out = tmp_path / "seeds"
+    args = small_search(demo_run, "--rerank", "3", "--rerank-updates", "4", "--out", str(out))
+    one = hat(*args)["rerank"]
+    first_seed_log = unchanged(out / "rerank" / "candidate-0" / "train_log.jsonl")
+    two = hat(*args, "--rerank-seeds", "2")["rerank"]
+    assert two["seeds"] == 2 and len(two["candidates"]) == len(one["candidates"]) >= 2
+    for before, now in zip(one["candidates"], two["candidates"]):
+        assert now["arch"] == before["arch"]
+        first, second = now["rerank_seed_valid_losses"]
+        assert first == before["rerank_valid_loss"] and second != first  # seed 1 kept, seed 2 another training
+        assert now["rerank_valid_loss"] == pytest.approx((first + second) / 2)
+    assert first_seed_log()  # the first seed was not trained again
+    assert (out / "rerank" / "candidate-0-seed2" / "train_log.jsonl").is_file()
+    means = [c["rerank_valid_loss"] for c in two["candidates"]]
+    assert two["chosen"] == means.index(min(means))
+    not_rewritten = unchanged(out / "rerank" / "rerank.json")
+    assert hat(*args, "--rerank-seeds", "2")["rerank"]["candidates"] == two["candidates"]  # nothing trained again
+    assert not_rewritten()
+    assert "--rerank-seeds must be at least 1" in hat_fails(*args, "--rerank-seeds", "0")
+
+
 def test_candidates_trained_side_by_side_score_as_one_by_one(demo_run, tmp_path):
     args = small_search(demo_run, "--rerank", "3", "--rerank-updates", "4")
     threads = torch.get_num_threads()

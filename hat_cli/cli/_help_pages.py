@@ -294,6 +294,11 @@ PAGES = {
         '                           search translation of the validation set, the\n'
         '                           measure the finished model is judged by).\n'
         '                           [default: loss]\n'
+        '  --rerank-seeds <int>     Trainings per re-ranked candidate, with seeds\n'
+        '                           --seed, --seed + 1, ...; the candidates are ranked\n'
+        '                           by their means (on Multi30k two seeds of one model\n'
+        "                           differ by 0.6 BLEU, more than a budget's candidates\n"
+        '                           do).  [default: 1]\n'
         '  --rerank-jobs <int>      Re-ranked candidates trained at once, each in its\n'
         '                           own process (a small model leaves most of a large\n'
         '                           GPU idle).  [default: 1]\n'

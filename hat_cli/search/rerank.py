@@ -16,7 +16,9 @@ standalone training disposes:
    of a large GPU idle, so side by side the stage ends sooner; the numbers are the same either way);
 3. the winner is the candidate with the lowest validation loss, or with ``metric="bleu"`` the highest BLEU on
    the validation set (the task's beam search), which is what the finished model is judged by: on Multi30k the
-   validation loss orders finished models' BLEU with a Kendall tau of only about 0.5 (bench/RESULTS.md).
+   validation loss orders finished models' BLEU with a Kendall tau of only about 0.5 (bench/RESULTS.md). With
+   ``seeds`` > 1 every candidate is trained that many times (seeds seed, seed + 1, ...) and ranked by the means:
+   on Multi30k two seeds of one architecture differ by 0.6 BLEU, more than the candidates of a budget do.
 
 Results are saved after every candidate (``rerank.json``), so an interrupted stage resumes where it was.
 """
@@ -52,6 +54,7 @@ class RerankSettings:
     updates: Optional[int] = None  # None: DEFAULT_SHARE of the task's train-sub updates
     jobs: int = 1  # candidates trained at once, each in its own process
     metric: str = "loss"  # "loss": lowest validation loss wins; "bleu": highest validation BLEU
+    seeds: int = 1  # trainings per candidate (seeds seed, seed+1, ...): the candidates are ranked by their means
 
     def check(self) -> None:
         if self.candidates < 0:
@@ -60,6 +63,8 @@ class RerankSettings:
             raise HatError(f"--rerank-metric must be one of {', '.join(METRICS)}, got '{self.metric}'.")
         if self.jobs < 1:
             raise HatError(f"--rerank-jobs must be at least 1, got {self.jobs}.")
+        if self.seeds < 1:
+            raise HatError(f"--rerank-seeds must be at least 1, got {self.seeds}.")
         if self.candidates and self.updates is not None and self.updates < 1:
             raise HatError(f"--rerank-updates must be at least 1, got {self.updates}.")
 
@@ -123,7 +128,8 @@ def rerank(
     seed: int = 1,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
-    """Train every candidate for ``settings.updates`` updates; one record per candidate, in input order."""
+    """Train every candidate ``settings.seeds`` times for ``settings.updates`` updates; one record per candidate,
+    in input order, holding the means over its seeds (and each seed's numbers under ``seed_*`` keys)."""
     # Lazily: torch (run.py's module level stays light for hat_cli.resolve, see load_fitness).
     from hat_cli.training.loop import TrainRun
 
@@ -134,34 +140,41 @@ def rerank(
     except (OSError, ValueError, AttributeError):
         done = []
     n = settings.updates_for(task.name)
-    cfg = resolve_training_config(task.name, "sub", None, {
+    seeds = [seed + k for k in range(settings.seeds)]
+    configs = {s: resolve_training_config(task.name, "sub", None, {
         "max_updates": n, "final_model": "last", "keep_last": 1, "validate_every": n, "save_interval_updates": n,
-        "seed": seed})
-    if cfg.lr_scheduler == "cosine":  # a cosine schedule would decay over the short run, unlike the full one
+        "seed": s}) for s in seeds}
+    if configs[seed].lr_scheduler == "cosine":  # a cosine schedule would decay over the short run, unlike the full one
         log("note: the task's cosine schedule is stretched over the short re-ranking run.")
-    todo: list[tuple[int, TrainRun]] = []
-    by_index: dict[int, dict[str, Any]] = {}
+    todo: list[tuple[tuple[int, int], TrainRun]] = []
+    measured_runs: dict[tuple[int, int], dict[str, Any]] = {}
     for i, config in enumerate(candidates):
-        key = _fingerprint(config, n, data_dir, seed, settings.metric)
-        previous = next((r for r in done if r.get("fingerprint") == key), None)
-        if previous is not None:
-            by_index[i] = previous
-            continue
-        todo.append((i, TrainRun(task=task, kind="sub", data_dir=Path(data_dir), save_dir=out / f"candidate-{i}", config=cfg,
-                                 space=space, arch=config, device=device, resume=False)))
+        for s in seeds:
+            key = _fingerprint(config, n, data_dir, s, settings.metric)
+            previous = next((r for r in done if r.get("fingerprint") == key), None)
+            if previous is not None:  # records of earlier runs are reused seed by seed
+                measured_runs[(i, s)] = previous
+                continue
+            # The first seed keeps the folder name of a one-seed stage, so that its records stay where they were.
+            save_dir = out / (f"candidate-{i}" if s == seed else f"candidate-{i}-seed{s}")
+            todo.append(((i, s), TrainRun(task=task, kind="sub", data_dir=Path(data_dir), save_dir=save_dir,
+                                          config=configs[s], space=space, arch=config, device=device, resume=False)))
 
-    def finished(i: int, measured: dict[str, Any]) -> None:
-        by_index[i] = {"fingerprint": _fingerprint(candidates[i], n, data_dir, seed, settings.metric),
-                       "arch": candidates[i].to_dict(), **measured}
-        _drop_weights(out / f"candidate-{i}")
-        kept = list(by_index.values())
+    def finished(run_key: tuple[int, int], save_dir: Path, measured: dict[str, Any]) -> None:
+        i, s = run_key
+        measured_runs[run_key] = {"fingerprint": _fingerprint(candidates[i], n, data_dir, s, settings.metric),
+                                  "arch": candidates[i].to_dict(), **measured}
+        _drop_weights(save_dir)
+        kept = list(measured_runs.values())
         atomic_write_text(record_path, json.dumps({"candidates": kept + [r for r in done if r not in kept]}, indent=2) + "\n")
         bleu = f", valid BLEU {measured['valid_bleu']:.2f}" if "valid_bleu" in measured else ""
-        log(f"re-rank {len(by_index)}/{len(candidates)}: candidate {i + 1} valid loss {measured['valid_loss']:.3f}{bleu} after {n} updates")
+        which = f" seed {s}" if len(seeds) > 1 else ""
+        log(f"re-rank {len(measured_runs)}/{len(candidates) * len(seeds)}: candidate {i + 1}{which} valid loss "
+            f"{measured['valid_loss']:.3f}{bleu} after {n} updates")
 
     if settings.jobs <= 1 or len(todo) <= 1:
-        for i, run in todo:
-            finished(i, _train_one(run, settings.metric))
+        for run_key, run in todo:
+            finished(run_key, run.save_dir, _train_one(run, settings.metric))
     else:
         # spawn, not fork: a forked child would inherit this process's CUDA state, which CUDA does not allow.
         # The workers use this process's CPU thread count: a different one sums in another order on a CPU,
@@ -170,10 +183,24 @@ def rerank(
 
         with ProcessPoolExecutor(max_workers=min(settings.jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_use_threads, initargs=(torch.get_num_threads(),)) as pool:
-            futures = {pool.submit(_train_one, run, settings.metric): i for i, run in todo}
+            futures = {pool.submit(_train_one, run, settings.metric): (run_key, run.save_dir) for run_key, run in todo}
             for future in as_completed(futures):
-                finished(futures[future], future.result())
-    return [by_index[i] for i in range(len(candidates))]
+                run_key, save_dir = futures[future]
+                finished(run_key, save_dir, future.result())
+    return [_mean_over_seeds([measured_runs[(i, s)] for s in seeds]) for i in range(len(candidates))]
+
+
+def _mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One candidate's record: its seeds' means, and with several seeds each seed's numbers."""
+    record = dict(runs[0])
+    if len(runs) == 1:
+        return record
+    for measure in ("valid_loss", "valid_bleu", "train_seconds"):
+        if all(measure in run for run in runs):
+            values = [run[measure] for run in runs]
+            record[measure] = sum(values) / len(values)
+            record[f"seed_{measure}"] = values
+    return record
 
 
 def _use_threads(count: int) -> None:

@@ -289,7 +289,8 @@ def _rerank(request: SearchRequest, result, search_budget: float, out: Path, see
     settings = request.rerank
     updates = settings.updates_for(request.task.name)
     candidates = pick_candidates(result.explored, search_budget, settings.candidates)
-    log(f"re-ranking {len(candidates)} candidates by {updates} updates of training each, by validation {settings.metric}")
+    seeds = f" with {settings.seeds} seeds" if settings.seeds > 1 else ""
+    log(f"re-ranking {len(candidates)} candidates by {updates} updates of training each{seeds}, by validation {settings.metric}")
     started = time.perf_counter()
     records = rerank(candidates, request.task, request.space, request.data_dir, out / "rerank", settings, request.device,
                      seed=seed, log=log)
@@ -299,10 +300,13 @@ def _rerank(request: SearchRequest, result, search_budget: float, out: Path, see
         "candidates": [{"arch": c.to_hat_keys(), "inherited_valid_loss": result.explored[c][0],
                         "predicted_latency_ms": result.explored[c][1], "hand_scaled": c.is_hand_scaled(),
                         "rerank_valid_loss": r["valid_loss"],
-                        **({"rerank_valid_bleu": r["valid_bleu"]} if "valid_bleu" in r else {})}
+                        **({"rerank_valid_bleu": r["valid_bleu"]} if "valid_bleu" in r else {}),
+                        **({"rerank_seed_valid_losses": r["seed_valid_loss"]} if "seed_valid_loss" in r else {}),
+                        **({"rerank_seed_valid_bleus": r["seed_valid_bleu"]} if "seed_valid_bleu" in r else {})}
                        for c, r in zip(candidates, records)],
         "metric": settings.metric,
         "updates": updates,
+        "seeds": settings.seeds,
         "chosen": best,
         "ranked": [candidates[i].to_dict() for i in order],  # best first: the winner, then --verify's fallbacks
         "seconds": time.perf_counter() - started,
