@@ -52,7 +52,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 def test_the_relu_matmul_computes_relu_of_the_sliced_linear(device, dtype):
     """The one-kernel feed-forward step (what GPUs run without gradients; on the CPU the same function without the
     epilogue): relu of the leading slice of the weight and bias, random bias, with and without autocast, for
@@ -64,7 +64,8 @@ def test_the_relu_matmul_computes_relu_of_the_sliced_linear(device, dtype):
     bias = (torch.randn(96, generator=g) * 3).to(device, dtype)
     inputs = [torch.randn(3, 5, 32, generator=g), torch.randn(1, 32, generator=g), torch.randn(7, 32, generator=g),
               torch.randn(2, 3, 4, 32, generator=g), torch.randn(3, 32, 5, generator=g).transpose(1, 2)]
-    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-2, atol=2e-2)
+    exact = dtype in (torch.float32, torch.float64)
+    tolerance = dict(rtol=1e-5, atol=1e-5) if exact else dict(rtol=1e-2, atol=2e-2)
     with torch.no_grad():
         for x in (t.to(device) for t in inputs):
             expected = F.relu(_linear(x.to(dtype), weight, bias, 64, 32))
@@ -75,6 +76,12 @@ def test_the_relu_matmul_computes_relu_of_the_sliced_linear(device, dtype):
         assert (got == 0).any() and (got > 0).any()
         autocast_to = torch.bfloat16
         with torch.autocast(device, dtype=autocast_to):  # fp32 activations, as the residual stream hands them
+            if dtype == torch.float64:  # autocast leaves float64 weights alone: fp32 activations meet them, as in F.linear
+                with pytest.raises(RuntimeError):
+                    F.relu(_linear(x, weight, bias, 64, 32))
+                with pytest.raises(RuntimeError):
+                    _linear_relu_no_grad(x, weight, bias, 64, 32)
+                return
             autocast_expected = F.relu(_linear(x, weight, bias, 64, 32))
             autocast_got = _linear_relu_no_grad(x, weight, bias, 64, 32)
         assert autocast_got.dtype == autocast_expected.dtype == autocast_to

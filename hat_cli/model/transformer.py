@@ -167,20 +167,22 @@ class Linear(nn.Module):
         candidate's GPU time on an H100, bench/RESULTS.md). Rounding commutes with max(0, ·), so only the matmul
         kernel's own order of additions can differ. torch._addmm_activation has no backward, so training keeps
         the two steps."""
-        if torch.is_grad_enabled() or not x.is_cuda or self.weight.dtype == torch.float64:  # float64: autocast's exception
+        if torch.is_grad_enabled() or not x.is_cuda:
             return F.relu(self(x, out_dim, in_dim))
         return _linear_relu_no_grad(x, self.weight, self.bias, out_dim, in_dim)
 
 
 def _linear_relu_no_grad(x: Tensor, weight: Tensor, bias: Tensor, out_dim: int, in_dim: int) -> Tensor:
     """relu(x W[:out, :in]^T + b[:out]) in one addmm with a ReLU epilogue, in the dtype F.linear would compute in
-    (the autocast dtype, else the weight's; like F.linear, mixed dtypes without autocast are an error)."""
+    (the autocast dtype, else the weight's, float64 included; like F.linear, mixed dtypes autocast leaves alone are
+    an error)."""
     dtype = autocast_dtype(weight)
     if dtype is None:
         if x.dtype != weight.dtype:
-            raise RuntimeError(f"input {x.dtype} and weight {weight.dtype} differ and autocast is off")
+            raise RuntimeError(f"input {x.dtype} and weight {weight.dtype} differ and autocast leaves them so")
         dtype = weight.dtype
-    w, b = weight[:out_dim, :in_dim].to(dtype), bias[:out_dim].to(dtype)
+    w = matmul_slice(weight, slice(out_dim), slice(in_dim)).to(dtype)
+    b = matmul_slice(bias, slice(out_dim)).to(dtype)
     out = torch._addmm_activation(b, x.reshape(-1, in_dim).to(dtype), w.t())
     return out.view(*x.shape[:-1], out_dim)
 
