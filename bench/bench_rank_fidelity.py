@@ -24,7 +24,7 @@ proxy_ceiling; ``short:N`` shares seed 1's noise with the truth and is not bound
 against test BLEU where given. Every inherited proxy also gets the range its tau takes over resampled sets of
 the same architectures (bootstrap, 90%), and ``--compare A B`` the same for the difference of two proxies: how
 much a tau or a gain owes to which architectures are in the set (a SuperTransformer trained again adds noise of
-its own, which this does not see). ``--proxies-from JSON`` takes the inherited scores of an earlier run's
+its own, which this does not see). ``--proxies-from [PREFIX=]JSON`` takes the inherited scores of an earlier run's
 ``--out`` file, so tables of several GPU runs can be compared on any machine. Needs a GPU for the inherited
 scores of a real task (bf16), or runs on the CPU (fp32) for the demo task.
 """
@@ -147,14 +147,16 @@ def interval(values: list[float], level: float = 0.9) -> tuple[float, float]:
     return low, high
 
 
-def proxies_from(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    """The ``inherited:*`` columns an earlier run of this script wrote (its --out JSON), for these architectures."""
+def proxies_from(path: Path, names: list[str], prefix: str = "") -> dict[str, dict[str, float]]:
+    """The ``inherited:*`` columns an earlier run of this script wrote (its --out JSON), for these architectures;
+    with a prefix, ``inherited:LABEL`` becomes ``inherited:PREFIX.LABEL`` (two runs that used the same labels)."""
     archs = json.loads(path.read_text())["architectures"]
     missing = [n for n in names if n not in archs]
     if missing:
         raise SystemExit(f"{path} has no scores for {', '.join(missing)}")
     labels = sorted({k for n in names for k in archs[n] if k.startswith("inherited:")})
-    return {label: {n: float(archs[n][label]) for n in names} for label in labels}
+    renamed = {label: f"inherited:{prefix}.{label.removeprefix('inherited:')}" if prefix else label for label in labels}
+    return {renamed[label]: {n: float(archs[n][label]) for n in names} for label in labels}
 
 
 def main() -> None:
@@ -164,8 +166,9 @@ def main() -> None:
     parser.add_argument("--supernet", action="append", default=[], help="LABEL=MODEL_DIR of a SuperTransformer")
     parser.add_argument("--trained", action="append", default=[], help="NAME=SAVE_DIR of `hat train-sub`")
     parser.add_argument("--bleu", action="append", default=[], help="NAME=JSON of `hat test --json`")
-    parser.add_argument("--proxies-from", action="append", default=[], type=Path,
-                        help="an earlier --out JSON: its inherited:* scores join the table (no GPU needed)")
+    parser.add_argument("--proxies-from", action="append", default=[],
+                        help="[PREFIX=]JSON, an earlier --out file: its inherited:* scores join the table (no GPU "
+                             "needed); PREFIX renames inherited:LABEL to inherited:PREFIX.LABEL")
     parser.add_argument("--compare", nargs=2, metavar=("PROXY_A", "PROXY_B"),
                         help="bootstrap the tau difference of two proxies (e.g. inherited:a inherited:b)")
     parser.add_argument("--device", default=None)
@@ -188,8 +191,9 @@ def main() -> None:
     names = sorted(records)
     truth = [records[n]["final"] for n in names]
     proxies: dict[str, dict[str, float]] = {}
-    for path in args.proxies_from:
-        proxies.update(proxies_from(path, names))
+    for given in args.proxies_from:
+        prefix, _, path = given.rpartition("=")
+        proxies.update(proxies_from(Path(path), names, prefix))
     if args.supernet and args.data_dir is None:
         raise SystemExit("--supernet needs --data-dir")
     for label, path in pairs(args.supernet).items():

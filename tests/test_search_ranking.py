@@ -385,6 +385,7 @@ def test_bootstrap_of_tau_resamples_architectures_alike_for_every_proxy(tmp_path
     doc = {"architectures": {"a": {"inherited:x": 4.1, "final": 4.0}, "b": {"inherited:x": 4.3, "short:500": 5.0}}}
     (tmp_path / "rf.json").write_text(json.dumps(doc))
     assert proxies_from(tmp_path / "rf.json", ["a", "b"]) == {"inherited:x": {"a": 4.1, "b": 4.3}}
+    assert proxies_from(tmp_path / "rf.json", ["a", "b"], "seed2") == {"inherited:seed2.x": {"a": 4.1, "b": 4.3}}
     with pytest.raises(SystemExit, match="no scores for c"):
         proxies_from(tmp_path / "rf.json", ["a", "c"])
 
