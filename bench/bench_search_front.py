@@ -192,7 +192,8 @@ def main() -> None:
     parser.add_argument("--distill", default="0.5")
     parser.add_argument("--sandwich-hand-scaled", default="1",
                         help="plain Transformers drawn per sandwich update besides the random one (train-super's option; "
-                             "1 ordered the Multi30k set best, tau 0.66 against 0.34 without, bench/RESULTS.md; 0: the plain sandwich)")
+                             "1 ordered the Multi30k set best, tau 0.66 and 0.65 at two seeds against 0.34 and 0.46 without, bench/RESULTS.md; "
+                             "0: the plain sandwich)")
     parser.add_argument("--only-ours-supernet", action="store_true",
                         help="train only the SuperTransformer the searches use (the rank-fidelity table then scores that one)")
     parser.add_argument("--second-seeds", default="w256d1,w256d2,plain1,w384d2,w256d3,w384d1",

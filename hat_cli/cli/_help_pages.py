@@ -121,8 +121,8 @@ PAGES = {
         '  --sandwich-hand-scaled <int>  Plain (hand-scaled) Transformers of the space\n'
         '                                drawn per sandwich update, after the random\n'
         "                                ones (default 0; 1 ordered Multi30k's\n"
-        '                                architectures best in one H100 run,\n'
-        '                                docs/METHOD.md §3.1).\n'
+        '                                architectures best, in H100 runs with two\n'
+        '                                seeds, docs/METHOD.md §3.1).\n'
         '  --distill <float>             With --sampling sandwich: weight (0-1) of in-\n'
         '                                place distillation from the largest\n'
         '                                SubTransformer for the others (0: off).\n'

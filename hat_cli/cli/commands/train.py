@@ -121,7 +121,7 @@ def train_super(
     sandwich_hand_scaled: Optional[int] = typer.Option(
         None, "--sandwich-hand-scaled",
         help="Plain (hand-scaled) Transformers of the space drawn per sandwich update, after the random ones (default 0; "
-             "1 ordered Multi30k's architectures best in one H100 run, docs/METHOD.md §3.1)."),
+             "1 ordered Multi30k's architectures best, in H100 runs with two seeds, docs/METHOD.md §3.1)."),
     distill: Optional[float] = typer.Option(
         None, "--distill",
         help="With --sampling sandwich: weight (0-1) of in-place distillation from the largest SubTransformer for the others (0: off)."),
