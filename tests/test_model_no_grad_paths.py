@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from hat_cli.model.space import SearchSpace
-from hat_cli.model.transformer import TransformerModel, _linear, _linear_relu_no_grad
+from hat_cli.core.compiled import compile_warnings
+from hat_cli.model.transformer import LayerNorm, TransformerModel, _compiled_residual_norm_and_cast, _linear, _linear_relu_no_grad
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the matmul epilogue runs there)")
 
@@ -49,6 +50,35 @@ def test_no_grad_forward_under_autocast_equals_the_forward_with_gradients():
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("static_widths", [False, True])
+def test_norms_that_also_write_the_matmul_input_score_the_same(device, static_widths, monkeypatch):
+    """The scorer's compiled residual norms, without gradients under bf16 autocast, also write their output in bf16
+    for the next matmul: the logits of sampled space0 SubTransformers are those of the norms that leave the cast to
+    autocast, to the last bit; with gradients (training) the norms keep handing over one fp32 tensor."""
+    space, model, src, prev = _model_and_batch(device)
+    model.compiled_norms, model.static_widths = True, static_widths
+    configs = [space.sample(random.Random(seed)) for seed in (0, 1)]
+    norm = model.decoder.layers[0].encoder_attn_layer_norm
+    drop = model._dropouts(512, 640)
+    x, h = torch.randn(2, 5, 512, device=device), torch.randn(2, 5, 512, device=device).to(torch.bfloat16)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        with torch.no_grad():
+            fused = [model(src, prev, config) for config in configs]
+            out, for_matmul = norm.after_residual_for_matmul(x, h, 0.0, drop, 512)
+        assert out.dtype == torch.float32 and for_matmul.dtype == torch.bfloat16
+        assert torch.equal(for_matmul, out.to(torch.bfloat16))
+        out, for_matmul = norm.after_residual_for_matmul(x, h, 0.0, drop, 512)  # gradients on: one tensor
+        assert for_matmul is out and out.dtype == torch.float32
+        with torch.no_grad():
+            monkeypatch.setattr(LayerNorm, "after_residual_for_matmul",
+                                lambda self, x, h, p, drop, dim: (self.after_residual(x, h, p, drop, dim),) * 2)
+            separate = [model(src, prev, config) for config in configs]
+    for a, b in zip(fused, separate):
+        assert torch.equal(a, b)
+    assert _compiled_residual_norm_and_cast(static_widths).failure is None and not compile_warnings()
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -46,3 +46,23 @@ def test_seed_one_gives_the_same_batches_in_the_same_order(tmp_path):
                                 max_positions=MAX_POSITIONS)
         assert len(batches) == 19
         assert _digest([batch.tolist() for batch in batches]) == digest
+
+
+def test_the_equivalence_bench_compares_means_and_says_whether_the_runs_own_noise_covers_them():
+    """bench/bench_train_equivalence.py's rows, on the twelfth session's H100 runs (old 4294b48, new 86e59b7): one
+    seed each fails the BLEU tolerance by where rounding sent it; four seeds' means pass; the SuperTransformer's
+    means differ by more than 0.02 bits but well within two standard errors of their runs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_train_equivalence import compare
+
+    one_seed = compare("BLEU", [40.7336], [40.0243], 0.5)
+    assert not one_seed["within"] and "within_noise" not in one_seed
+    four_seeds = compare("BLEU", [40.7336, 41.3753, 40.4825, 40.5623], [40.0243, 41.2945, 41.0074, 40.2852], 0.5)
+    assert four_seeds["within"] and four_seeds["within_noise"]
+    assert four_seeds["difference"] == pytest.approx(-0.1356, abs=1e-4) and four_seeds["two_standard_errors"] == pytest.approx(0.721, abs=1e-3)
+    largest = compare("largest", [6.1651, 6.2049, 6.2166], [6.1285, 6.3979], 0.02)
+    assert not largest["within"] and largest["within_noise"] and largest["measure"] == "largest (means)"
+    assert compare("x", [1.0, 1.0], [2.0, 2.0], 0.5)["within_noise"] is False  # no spread: any difference is real

@@ -202,9 +202,28 @@ class LayerNorm(nn.Module):
         # No dropout, no dropout rate: a compiled function is specialised per rate, and eval needs no second one.
         return residual_norm(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim])
 
+    def after_residual_for_matmul(self, x: Tensor, h: Tensor, p: float, drop: "Dropouts", dim: int) -> tuple[Tensor, Tensor]:
+        """``after_residual``, and its output as the next matmul reads it. Without gradients under autocast with
+        compiled norms (the search's scorer on a GPU), the norm's kernel also writes the copy in the autocast dtype:
+        autocast would otherwise cast the fp32 output in a pass of its own before the matmul (casts were 9% of a
+        scored candidate's GPU time on an H100, bench/RESULTS.md). The same rounding, so the same values.
+        Everywhere else the copy is the output itself, and autocast casts it as before."""
+        dtype = autocast_dtype(x)
+        if drop.compiled_norms and dtype is not None and dtype != x.dtype and not torch.is_grad_enabled():
+            residual_norm = _compiled_residual_norm_and_cast(drop.static_widths)
+            return residual_norm(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim], dtype)
+        x = self.after_residual(x, h, p, drop, dim)
+        return x, x
+
 
 def _residual_norm(x: Tensor, h: Tensor, p: float, training: bool, weight: Tensor, bias: Tensor) -> Tensor:
     return F.layer_norm(x + F.dropout(h, p, training), (weight.size(0),), weight, bias, 1e-5)
+
+
+def _residual_norm_and_cast(x: Tensor, h: Tensor, p: float, training: bool, weight: Tensor, bias: Tensor,
+                            dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    y = _residual_norm(x, h, p, training, weight, bias)
+    return y, y.to(dtype)
 
 
 @functools.cache
@@ -212,6 +231,11 @@ def _compiled_residual_norm(static_widths: bool = False):
     # Under autocast (training) x is fp32 and h bf16: eager, that is three kernels forward and more backward,
     # each reading and writing the whole activation; compiled, one each way (issue 16).
     return compiled(_residual_norm, "the residual LayerNorm", "compiled_norms", static_widths)
+
+
+@functools.cache
+def _compiled_residual_norm_and_cast(static_widths: bool = False):
+    return compiled(_residual_norm_and_cast, "the residual LayerNorm", "compiled_norms", static_widths)
 
 
 class Attention(nn.Module):
@@ -287,8 +311,8 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor], dim: int, ffn: int, heads: int, drop: "Dropouts") -> Tensor:
         q, k, v = self.self_attn.project_self(x, dim)
         h = self.self_attn.attend(q, k, v, heads, dim, mask=mask, dropout=drop.attention)
-        x = self.self_attn_layer_norm.after_residual(x, h, drop.encoder_self_attn_residual, drop, dim)
-        h = self.fc1.forward_relu(x, ffn, dim)
+        x, x_for_matmul = self.self_attn_layer_norm.after_residual_for_matmul(x, h, drop.encoder_self_attn_residual, drop, dim)
+        h = self.fc1.forward_relu(x_for_matmul, ffn, dim)
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
         return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
@@ -327,9 +351,9 @@ class DecoderLayer(nn.Module):
             h = self.self_attn.attend(q, k, v, self_heads, dim, dropout=drop.attention)
         else:
             h = self.self_attn.attend(q, k, v, self_heads, dim, causal=True, dropout=drop.attention)
-        x = self.self_attn_layer_norm.after_residual(x, h, drop.residual, drop, dim)
+        x, x_for_matmul = self.self_attn_layer_norm.after_residual_for_matmul(x, h, drop.residual, drop, dim)
 
-        q = self.encoder_attn.project_query(x, dim)
+        q = self.encoder_attn.project_query(x_for_matmul, dim)
         if layer_cache is not None and "enc_k" in layer_cache:
             k, v = layer_cache["enc_k"], layer_cache["enc_v"]
         else:
@@ -338,9 +362,9 @@ class DecoderLayer(nn.Module):
             if layer_cache is not None:  # the encoder side is static: project it once per sentence
                 layer_cache["enc_k"], layer_cache["enc_v"] = k, v
         h = self.encoder_attn.attend(q, k, v, ende_heads, dim, mask=memory.mask, dropout=drop.attention)
-        x = self.encoder_attn_layer_norm.after_residual(x, h, drop.residual, drop, dim)
+        x, x_for_matmul = self.encoder_attn_layer_norm.after_residual_for_matmul(x, h, drop.residual, drop, dim)
 
-        h = self.fc1.forward_relu(x, ffn, dim)
+        h = self.fc1.forward_relu(x_for_matmul, ffn, dim)
         h = F.dropout(h, drop.activation, drop.training)
         h = self.fc2(h, dim, ffn)
         return self.final_layer_norm.after_residual(x, h, drop.residual, drop, dim)
