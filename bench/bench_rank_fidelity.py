@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 
@@ -147,6 +148,15 @@ def interval(values: list[float], level: float = 0.9) -> tuple[float, float]:
     return low, high
 
 
+def prefixed_path(given: str) -> tuple[str, Path]:
+    """``[PREFIX=]JSON`` split at the first "=": a prefix is a bare label, so where the part before it holds a path
+    separator, or the whole argument is a file, the argument is a path with an "=" of its own."""
+    prefix, separator, path = given.partition("=")
+    if not separator or os.sep in prefix or "/" in prefix or Path(given).is_file():
+        return "", Path(given)
+    return prefix, Path(path)
+
+
 def proxies_from(path: Path, names: list[str], prefix: str = "") -> dict[str, dict[str, float]]:
     """The ``inherited:*`` columns an earlier run of this script wrote (its --out JSON), for these architectures;
     with a prefix, ``inherited:LABEL`` becomes ``inherited:PREFIX.LABEL`` (two runs that used the same labels)."""
@@ -192,8 +202,8 @@ def main() -> None:
     truth = [records[n]["final"] for n in names]
     proxies: dict[str, dict[str, float]] = {}
     for given in args.proxies_from:
-        prefix, _, path = given.rpartition("=")
-        proxies.update(proxies_from(Path(path), names, prefix))
+        prefix, path = prefixed_path(given)
+        proxies.update(proxies_from(path, names, prefix))
     if args.supernet and args.data_dir is None:
         raise SystemExit("--supernet needs --data-dir")
     for label, path in pairs(args.supernet).items():

@@ -111,13 +111,18 @@ def main() -> None:
     parser.add_argument("--sub-seeds", type=int, default=1,
                         help="train-sub runs per tree with seeds 1..K: a change of float rounding moves one seed's "
                              "BLEU by about the seed noise (0.6 on Multi30k), so K seeds' means are compared")
-    parser.add_argument("--max-updates", type=int, default=None, help="shorter trainings (a smoke test; not the check)")
+    parser.add_argument("--max-updates", type=int, default=None,
+                        help="a smoke test, not the check: trainings of N updates, tested greedily with at most 8 "
+                             "tokens per sentence (an untrained model otherwise decodes to the length limit)")
     args = parser.parse_args()
+    if args.super_repeats < 1 or args.sub_seeds < 1:
+        parser.error("--super-repeats and --sub-seeds take 1 or more")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
     started = time.time()
     shorter = ("--max-updates", str(args.max_updates)) if args.max_updates else ()
+    quicker_test = ("--beam", "1", "--max-len-a", "0", "--max-len-b", "8") if args.max_updates else ()
 
     data = work / "data"
     if not list(data.glob("dict.*.txt")):
@@ -147,7 +152,7 @@ def main() -> None:
             name = numbered(f"test-{label}", seed)
             tests[name] = start(tree, work, name, "test", str(work / numbered(f"sub-{label}", seed) / "model"),
                                 "--task", TASK, "--data-dir", str(data),
-                                "--output", str(work / (numbered(f"hyp-{label}", seed) + ".txt")))
+                                "--output", str(work / (numbered(f"hyp-{label}", seed) + ".txt")), *quicker_test)
     tested = finish(tests, work)
 
     def runs(results: dict, stem: str, count: int, *keys: str) -> list[float]:
@@ -171,7 +176,7 @@ def main() -> None:
     verdict = all(r["within"] for r in rows)
     within_noise = all(r.get("within_noise", r["within"]) for r in rows)
     lines = [f"{TASK}, task defaults{f' (max {args.max_updates} updates)' if args.max_updates else ''}; train-super seed 1 "
-             f"x {args.super_repeats}, train-sub seeds 1..{args.sub_seeds}; old = {trees['old']}, new = {trees['new']}; "
+             f"x {args.super_repeats}, train-sub seed{f's 1..{args.sub_seeds}' if args.sub_seeds > 1 else ' 1'}; old = {trees['old']}, new = {trees['new']}; "
              "all trainings side by side",
              f"{'measure':<52} {'old':>9} {'new':>9} {'new-old':>9}  within"]
     lines += [f"{r['measure']:<52} {r['old']:>9.4f} {r['new']:>9.4f} {r['difference']:>+9.4f}  {r['within']} (±{r['tolerance']})"

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hat_cli.core.compiled import CompiledOrEager, compile_warnings
 from hat_cli.model.space import SearchSpace
-from hat_cli.core.compiled import compile_warnings
 from hat_cli.model.transformer import LayerNorm, TransformerModel, _compiled_residual_norm_and_cast, _linear, _linear_relu_no_grad
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the matmul epilogue runs there)")
@@ -64,9 +64,18 @@ def test_norms_that_also_write_the_matmul_input_score_the_same(device, static_wi
     norm = model.decoder.layers[0].encoder_attn_layer_norm
     drop = model._dropouts(512, 640)
     x, h = torch.randn(2, 5, 512, device=device), torch.randn(2, 5, 512, device=device).to(torch.bfloat16)
+    fused_norm, run_compiled, calls = _compiled_residual_norm_and_cast(static_widths), CompiledOrEager.__call__, []
+
+    def counted(self, *args):
+        calls.extend([1] if self is fused_norm else [])
+        return run_compiled(self, *args)
+
+    monkeypatch.setattr(CompiledOrEager, "__call__", counted)
     with torch.autocast(device, dtype=torch.bfloat16):
         with torch.no_grad():
             fused = [model(src, prev, config) for config in configs]
+            # every layer's inner norms hand over the copy: one per encoder layer, two per decoder layer
+            assert len(calls) == sum(c.encoder_layer_num + 2 * c.decoder_layer_num for c in configs)
             out, for_matmul = norm.after_residual_for_matmul(x, h, 0.0, drop, 512)
         assert out.dtype == torch.float32 and for_matmul.dtype == torch.bfloat16
         assert torch.equal(for_matmul, out.to(torch.bfloat16))

@@ -26,7 +26,7 @@ from hat_cli.training.loss import distillation_loss_from_logits
 from hat_cli.training.sampling import check_sampling, update_architectures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_rank_fidelity import bootstrap_taus, interval, kendall_tau, proxies_from, proxy_ceiling  # noqa: E402
+from bench_rank_fidelity import bootstrap_taus, interval, kendall_tau, prefixed_path, proxies_from, proxy_ceiling  # noqa: E402
 
 runner = CliRunner()
 
@@ -386,6 +386,11 @@ def test_bootstrap_of_tau_resamples_architectures_alike_for_every_proxy(tmp_path
     (tmp_path / "rf.json").write_text(json.dumps(doc))
     assert proxies_from(tmp_path / "rf.json", ["a", "b"]) == {"inherited:x": {"a": 4.1, "b": 4.3}}
     assert proxies_from(tmp_path / "rf.json", ["a", "b"], "seed2") == {"inherited:seed2.x": {"a": 4.1, "b": 4.3}}
+    assert prefixed_path("seed2=runs/lr=1e-3/rf.json") == ("seed2", Path("runs/lr=1e-3/rf.json"))
+    assert prefixed_path("runs/lr=1e-3/rf.json") == ("", Path("runs/lr=1e-3/rf.json"))
+    assert prefixed_path("rf.json") == ("", Path("rf.json"))
+    (tmp_path / "a=b.json").write_text("{}")
+    assert prefixed_path(str(tmp_path / "a=b.json")) == ("", tmp_path / "a=b.json")
     with pytest.raises(SystemExit, match="no scores for c"):
         proxies_from(tmp_path / "rf.json", ["a", "c"])
 

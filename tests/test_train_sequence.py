@@ -48,14 +48,13 @@ def test_seed_one_gives_the_same_batches_in_the_same_order(tmp_path):
         assert _digest([batch.tolist() for batch in batches]) == digest
 
 
-def test_the_equivalence_bench_compares_means_and_says_whether_the_runs_own_noise_covers_them():
+def test_the_equivalence_bench_compares_means_and_says_whether_the_runs_own_noise_covers_them(monkeypatch):
     """bench/bench_train_equivalence.py's rows, on the twelfth session's H100 runs (old 4294b48, new 86e59b7): one
     seed each fails the BLEU tolerance by where rounding sent it; four seeds' means pass; the SuperTransformer's
     means differ by more than 0.02 bits but well within two standard errors of their runs."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     from bench_train_equivalence import compare
 
     one_seed = compare("BLEU", [40.7336], [40.0243], 0.5)

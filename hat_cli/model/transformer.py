@@ -210,8 +210,8 @@ class LayerNorm(nn.Module):
         Everywhere else the copy is the output itself, and autocast casts it as before."""
         dtype = autocast_dtype(x)
         if drop.compiled_norms and dtype is not None and dtype != x.dtype and not torch.is_grad_enabled():
-            residual_norm = _compiled_residual_norm_and_cast(drop.static_widths)
-            return residual_norm(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim], dtype)
+            residual_norm_and_cast = _compiled_residual_norm_and_cast(drop.static_widths)
+            return residual_norm_and_cast(x, h, p if drop.training else 0.0, drop.training, self.weight[:dim], self.bias[:dim], dtype)
         x = self.after_residual(x, h, p, drop, dim)
         return x, x
 
