@@ -164,14 +164,20 @@ def test_margin_combines_predictor_error_and_device_spread():
             parse_margin(text)
 
 
-def test_verify_takes_out_drift_through_the_reference():
-    # The device got 20% slower since the collection: the reference measured 12 ms then, 10 ms at collection.
-    times = {"winner": 6.0, "reference": 12.0}
-    report = verify_against_reference(lambda arch: times[arch], "winner", "reference", 10.0, budget_ms=5.5, rounds=3)
-    assert report["drift_corrected"] and report["measured_latency_ms"] == pytest.approx(5.0)
-    assert report["within_budget"] and report["drift_factor"] == pytest.approx(1.2)
-    raw = verify_against_reference(lambda arch: times[arch], "winner", None, None, budget_ms=5.5, rounds=2)
-    assert not raw["drift_corrected"] and raw["measured_latency_ms"] == 6.0 and not raw["within_budget"]
+def test_verify_takes_out_drift_through_the_reference_where_the_device_got_faster():
+    # The device got 20% faster since the collection: the reference measures 8 ms now, 10 ms at collection, so a
+    # winner timed at 5 ms now would have taken 6.25 ms then, over a 6 ms budget.
+    faster = {"winner": 5.0, "reference": 8.0}
+    report = verify_against_reference(lambda arch: faster[arch], "winner", "reference", 10.0, budget_ms=6.0, rounds=3)
+    assert report["drift_corrected"] and report["measured_latency_ms"] == pytest.approx(6.25)
+    assert not report["within_budget"] and report["drift_factor"] == pytest.approx(0.8)
+    raw = verify_against_reference(lambda arch: faster[arch], "winner", None, None, budget_ms=6.0, rounds=2)
+    assert not raw["drift_corrected"] and raw["measured_latency_ms"] == 5.0 and raw["within_budget"]
+    # 20% slower now (the reference at 12 ms): not credited, since a fresh measurement soon after is slow too.
+    slower = {"winner": 6.0, "reference": 12.0}
+    report = verify_against_reference(lambda arch: slower[arch], "winner", "reference", 10.0, budget_ms=5.5, rounds=3)
+    assert report["measured_latency_ms"] == pytest.approx(6.0) and not report["within_budget"]
+    assert report["drift_factor"] == pytest.approx(1.2)
 
 
 def test_verify_measures_more_while_the_verdict_is_in_doubt():

@@ -83,7 +83,10 @@ def verify_against_reference(
 
     ``measure(config)`` builds a new model and returns its total latency in ms. With the collection's
     reference latency ``reference_ms``, every round's winner time is rescaled by ``reference_ms / reference
-    now``: the latency the winner would have had while the predictor's data were measured.
+    now`` where the device is faster now than it was then: the latency the winner would have had while the
+    predictor's data were measured. A slower device is not credited: a measurement soon after (a fresh `hat
+    profile`) runs in the same slow phase, and a shared CPU stays 15% slower for minutes (bench/RESULTS.md, the
+    twelfth session's `hat demo` count: the drift-corrected median fitted, the fresh process measured 15% over).
 
     While the verdict is in doubt (the median lies within two of its standard errors of the budget) it measures
     ``rounds`` more, up to ``max_rounds`` (default three times ``rounds``): on a noisy CPU, five rounds taken in a
@@ -102,7 +105,7 @@ def verify_against_reference(
         if ref_now is not None:
             now.append(ref_now)
             if reference_ms:
-                corrected.append(value * reference_ms / ref_now)
+                corrected.append(value * max(1.0, reference_ms / ref_now))
 
     for _ in range(rounds):
         one_round()
