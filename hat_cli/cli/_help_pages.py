@@ -267,8 +267,12 @@ PAGES = {
         "  --verify                 Measure the winner with the hardware's meter as a\n"
         '                           later measurement would: fresh model instances,\n'
         "                           each right after the latency collection's reference\n"
-        '                           architecture (cancels drift); reports the noise\n'
-        '                           band.\n'
+        '                           architecture (cancels drift where the device got\n'
+        '                           faster; a slower phase is not credited); reports\n'
+        '                           the noise band. A winner over budget gives way to\n'
+        '                           the best candidate whose prediction, scaled by the\n'
+        "                           misses' measured/predicted ratio, fits (up to four\n"
+        '                           measured).\n'
         '  --verify-rounds <int>    Rounds of --verify (winner and reference, fresh\n'
         '                           instances each); up to three times as many while\n'
         '                           the verdict is in doubt.  [default: 5]\n'

@@ -38,7 +38,9 @@ def search(
     verify: bool = typer.Option(
         False, "--verify",
         help="Measure the winner with the hardware's meter as a later measurement would: fresh model instances, each right "
-        "after the latency collection's reference architecture (cancels drift); reports the noise band."),
+        "after the latency collection's reference architecture (cancels drift where the device got faster; a slower phase "
+        "is not credited); reports the noise band. A winner over budget gives way to the best candidate whose prediction, "
+        "scaled by the misses' measured/predicted ratio, fits (up to four measured)."),
     verify_rounds: int = typer.Option(5, "--verify-rounds", help="Rounds of --verify (winner and reference, fresh instances each); up to three times as many while the verdict is in doubt."),
     margin: Optional[str] = typer.Option(
         None, "--margin",
@@ -111,7 +113,9 @@ def search(
         console.print(
             f"measured {v['measured_latency_ms']:.2f} ms on {v['measured_on']} (±{100 * v['noise_band']:.1f}%, "
             f"{'drift-corrected by the reference' if v['drift_corrected'] else 'no reference to correct drift'}) "
-            f"vs {v['predicted_latency_ms']:.2f} ms predicted; margin kept {100 * summary['margin']['fraction']:.1f}%",
+            f"vs {v['predicted_latency_ms']:.2f} ms predicted; margin kept {100 * summary['margin']['fraction']:.1f}%"
+            + (f"; {len(v['rejected'])} better candidate(s) measured over budget first, predictions then scaled by "
+               f"{v.get('prediction_scale', 1.0):.3f}" if v.get("rejected") else ""),
             highlight=False)
     if json_output:
         emit_json(summary)
