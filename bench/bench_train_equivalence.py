@@ -155,23 +155,19 @@ def main() -> None:
                                 "--output", str(work / (numbered(f"hyp-{label}", seed) + ".txt")), *quicker_test)
     tested = finish(tests, work)
 
-    def runs(results: dict, stem: str, count: int, *keys: str) -> list[float]:
-        values = []
-        for index in range(count):
-            value = results[numbered(stem, index)]
-            for key in keys:
-                value = value[key]
-            values.append(float(value))
-        return values
+    def runs(results: dict, stem: str, count: int, pick) -> list[float]:
+        return [float(pick(results[numbered(stem, index)])) for index in range(count)]
 
     rows = [compare(f"SuperTransformer valid loss, {which} (bits)",
-                    runs(trained, "super-old", args.super_repeats, "valid_loss", which),
-                    runs(trained, "super-new", args.super_repeats, "valid_loss", which), LOSS_TOLERANCE_BITS)
+                    *(runs(trained, f"super-{label}", args.super_repeats, lambda r: r["valid_loss"][which]) for label in ("old", "new")),
+                    LOSS_TOLERANCE_BITS)
             for which in ("largest", "smallest")]
-    rows.append(compare(f"SubTransformer {args.arch} valid loss (bits)", runs(trained, "sub-old", args.sub_seeds, "valid_loss"),
-                        runs(trained, "sub-new", args.sub_seeds, "valid_loss"), LOSS_TOLERANCE_BITS))
-    rows.append(compare(f"SubTransformer {args.arch} test BLEU", runs(tested, "test-old", args.sub_seeds, "bleu"),
-                        runs(tested, "test-new", args.sub_seeds, "bleu"), BLEU_TOLERANCE))
+    rows.append(compare(f"SubTransformer {args.arch} valid loss (bits)",
+                        *(runs(trained, f"sub-{label}", args.sub_seeds, lambda r: r["valid_loss"]) for label in ("old", "new")),
+                        LOSS_TOLERANCE_BITS))
+    rows.append(compare(f"SubTransformer {args.arch} test BLEU",
+                        *(runs(tested, f"test-{label}", args.sub_seeds, lambda r: r["bleu"]) for label in ("old", "new")),
+                        BLEU_TOLERANCE))
     speed = {name: trained[name]["tokens_per_second"] for name in trained}
     verdict = all(r["within"] for r in rows)
     within_noise = all(r.get("within_noise", r["within"]) for r in rows)

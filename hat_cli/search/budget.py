@@ -96,7 +96,8 @@ def verify_against_reference(
     if rounds < 1:
         raise HatError(f"Verification needs at least one round, got {rounds}.")
     max_rounds = max(rounds, max_rounds if max_rounds is not None else 3 * rounds)
-    raw, now, corrected = [], [], []
+    # judged: the winner's times as the verdict reads them, rescaled where the device got faster (see above)
+    raw, now, judged = [], [], []
 
     def one_round() -> None:
         ref_now = measure(reference) if reference is not None else None
@@ -105,14 +106,14 @@ def verify_against_reference(
         if ref_now is not None:
             now.append(ref_now)
             if reference_ms:
-                corrected.append(value * max(1.0, reference_ms / ref_now))
+                judged.append(value * max(1.0, reference_ms / ref_now))
 
     for _ in range(rounds):
         one_round()
-    while len(raw) < max_rounds and _in_doubt(corrected or raw, budget_ms):
+    while len(raw) < max_rounds and _in_doubt(judged or raw, budget_ms):
         for _ in range(min(rounds, max_rounds - len(raw))):
             one_round()
-    values = corrected or raw
+    values = judged or raw
     median = statistics.median(values)
     spread = statistics.pstdev(values) / statistics.fmean(values) if len(values) > 1 else 0.0
     return {
@@ -122,7 +123,7 @@ def verify_against_reference(
         "raw_ms": raw,
         "reference_now_ms": now,
         "reference_collection_ms": reference_ms,
-        "drift_corrected": bool(corrected),
+        "drift_corrected": bool(judged),  # a reference was measured and the drift checked against it
         "drift_factor": (statistics.median(now) / reference_ms) if (now and reference_ms) else None,
         # About 95% of single measurements fall inside median * (1 +- noise_band).
         "noise_band": 2.0 * spread,

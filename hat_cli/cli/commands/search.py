@@ -112,7 +112,7 @@ def search(
         v = summary["verify"]
         console.print(
             f"measured {v['measured_latency_ms']:.2f} ms on {v['measured_on']} (±{100 * v['noise_band']:.1f}%, "
-            f"{'drift-corrected by the reference' if v['drift_corrected'] else 'no reference to correct drift'}) "
+            f"{'drift checked against the reference' if v['drift_corrected'] else 'no reference to check drift'}) "
             f"vs {v['predicted_latency_ms']:.2f} ms predicted; margin kept {100 * summary['margin']['fraction']:.1f}%"
             + (f"; {len(v['rejected'])} better candidate(s) measured over budget first, predictions then scaled by "
                f"{v.get('prediction_scale', 1.0):.3f}" if v.get("rejected") else ""),
